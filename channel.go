@@ -1,0 +1,413 @@
+package flows
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+)
+
+// A Channel carries events from publishers to its subscriptions, as a
+// Knative channel does. It is transport only: retries, timeouts, replies and
+// dead letters are applied by the flow that receives from it, so a channel
+// implementation stays small. The in-memory channel ([NewInMemoryChannel]) is
+// the default; durable implementations plug in with [WithChannels].
+//
+// Implementations must be safe for concurrent use.
+type Channel interface {
+	// Publish hands e to every subscription of the channel; each one gets
+	// its own copy. It returns once the channel has accepted the event
+	// (durably, for a durable channel) and takes ownership of e. It waits
+	// for room while the channel is full and returns an error wrapping
+	// [ErrFull] if ctx ends first, and [ErrClosed] after Close.
+	Publish(ctx context.Context, e *event.Event) error
+
+	// Subscribe adds a subscription and returns the receiver its workers
+	// read from. Several receivers with the same name share the work (for
+	// a durable channel, across processes too). Events published before a
+	// subscription exists need not reach it.
+	Subscribe(name string) (Receiver, error)
+
+	// Close stops intake: Publish returns ErrClosed afterwards. Events
+	// already accepted are still received; once each is acknowledged,
+	// Receive returns ErrClosed. Close does not wait for that.
+	Close() error
+}
+
+// A Receiver yields the messages of one subscription.
+type Receiver interface {
+	// Receive blocks until a message is available. It returns ErrClosed
+	// once the channel is closed and every message of the subscription has
+	// been acknowledged, and ctx.Err() when ctx ends first.
+	Receive(ctx context.Context) (Message, error)
+}
+
+// A Message is one delivery of an event to a subscription. The receiver of a
+// message must end it with exactly one call to Ack or Nack.
+type Message interface {
+	// Event is the event to deliver. The receiver owns it.
+	Event() *event.Event
+	// Attempt is the number of this delivery, starting at 1. A durable
+	// channel takes it from the broker, so it survives restarts.
+	Attempt() int
+	// Ack ends the message: it was delivered, dead-lettered or given up.
+	Ack() error
+	// Nack asks for the message to be delivered again after delay, with
+	// Attempt increased by one.
+	Nack(delay time.Duration) error
+}
+
+// DefaultCapacity is the number of events an in-memory channel holds per
+// subscription when no capacity is given.
+const DefaultCapacity = 128
+
+// InMemoryChannel is the default [Channel]: bounded queues in memory, one per
+// subscription, as Knative's InMemoryChannel but without its HTTP hops.
+//
+// Each subscription may hold Capacity events that are accepted but not yet
+// acknowledged (queued, being delivered, or waiting for a retry); Publish
+// waits while any subscription is full, so a slow subscriber holds its
+// producer back instead of growing memory. Events are received in the order
+// they were published; an event that is retried goes back at the end.
+// Nothing survives the process: use a durable channel for that.
+type InMemoryChannel struct {
+	capacity int
+
+	mu     sync.RWMutex // held for reading while publishing, for writing to close
+	subs   []*memQueue
+	closed atomic.Bool
+	abortC chan struct{} // closed by abort: unblocks waiting publishers
+	abortO sync.Once
+}
+
+// NewInMemoryChannel returns an in-memory channel that holds up to capacity
+// unacknowledged events per subscription; capacity <= 0 means DefaultCapacity.
+func NewInMemoryChannel(capacity int) *InMemoryChannel {
+	if capacity <= 0 {
+		capacity = DefaultCapacity
+	}
+	return &InMemoryChannel{capacity: capacity, abortC: make(chan struct{})}
+}
+
+// Publish implements [Channel]. A channel without subscriptions accepts and
+// drops events, as a Knative channel does.
+func (c *InMemoryChannel) Publish(ctx context.Context, e *event.Event) error {
+	if e == nil {
+		return errors.New("flows: publish: nil event")
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	subs := c.subs
+	for i, q := range subs {
+		if err := q.acquire(ctx, c.abortC); err != nil {
+			for _, q := range subs[:i] {
+				q.release()
+			}
+			return err
+		}
+	}
+	tr := trackerFrom(ctx)
+	if tr != nil {
+		tr.add(len(subs))
+	}
+	for i, q := range subs {
+		ev := e
+		if i < len(subs)-1 {
+			c := e.Clone()
+			ev = &c
+		}
+		// Never blocks: the slot acquired above has room in q.ready.
+		q.ready <- &memMessage{e: ev, attempt: 1, q: q, tr: tr}
+	}
+	return nil
+}
+
+// Subscribe implements [Channel]. Receivers with the same name share one
+// queue.
+func (c *InMemoryChannel) Subscribe(name string) (Receiver, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed.Load() {
+		return nil, ErrClosed
+	}
+	for _, q := range c.subs {
+		if q.name == name {
+			return q, nil
+		}
+	}
+	q := &memQueue{
+		ch:      c,
+		name:    name,
+		slots:   make(chan struct{}, c.capacity),
+		ready:   make(chan *memMessage, c.capacity),
+		drained: make(chan struct{}),
+	}
+	c.subs = append(c.subs, q)
+	return q, nil
+}
+
+// Close implements [Channel]. It waits for publishers that are already
+// inside Publish, so that no event is accepted after Close returns.
+func (c *InMemoryChannel) Close() error {
+	c.mu.Lock()
+	if c.closed.Swap(true) {
+		c.mu.Unlock()
+		return nil
+	}
+	subs := c.subs
+	c.mu.Unlock()
+	for _, q := range subs {
+		q.checkDrained()
+	}
+	return nil
+}
+
+// abort closes the channel at once for a hard stop: waiting publishers
+// give up and later Nacks are kept aside as undelivered.
+func (c *InMemoryChannel) abort() {
+	c.abortO.Do(func() { close(c.abortC) })
+	c.Close()
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for _, q := range c.subs {
+		q.abort()
+	}
+}
+
+// undelivered removes and returns every event still held by the channel.
+// It is called after a hard stop, once no worker runs any more.
+func (c *InMemoryChannel) undelivered() []*memMessage {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var out []*memMessage
+	for _, q := range c.subs {
+		out = append(out, q.takeAll()...)
+	}
+	return out
+}
+
+// memQueue is one subscription's queue. A slot in slots is held by each
+// event from Publish to Ack, so events waiting for a retry count against the
+// capacity too and memory stays bounded however long the retries take.
+type memQueue struct {
+	ch      *InMemoryChannel
+	name    string
+	slots   chan struct{}
+	ready   chan *memMessage
+	drained chan struct{} // closed once the channel is closed and no slot is held
+	drainO  sync.Once
+
+	mu        sync.Mutex // guards waiting, aborted, leftovers
+	waiting   map[*memMessage]*time.Timer
+	aborted   bool
+	leftovers []*memMessage
+}
+
+func (q *memQueue) acquire(ctx context.Context, abort <-chan struct{}) error {
+	select {
+	case q.slots <- struct{}{}:
+		return nil
+	default:
+	}
+	select {
+	case q.slots <- struct{}{}:
+		return nil
+	case <-abort:
+		return ErrClosed
+	case <-ctx.Done():
+		if _, ok := ctx.(doneContext); ok {
+			return fmt.Errorf("%w: subscription %q has no room", ErrFull, q.name)
+		}
+		return fmt.Errorf("%w: subscription %q: %w", ErrFull, q.name, context.Cause(ctx))
+	}
+}
+
+func (q *memQueue) release() {
+	<-q.slots
+	q.checkDrained()
+}
+
+func (q *memQueue) checkDrained() {
+	if q.ch.closed.Load() && len(q.slots) == 0 {
+		q.drainO.Do(func() { close(q.drained) })
+	}
+}
+
+// Receive implements [Receiver].
+func (q *memQueue) Receive(ctx context.Context) (Message, error) {
+	select {
+	case m := <-q.ready:
+		return m, nil
+	default:
+	}
+	select {
+	case m := <-q.ready:
+		return m, nil
+	case <-q.drained:
+		return nil, ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (q *memQueue) redeliver(m *memMessage, delay time.Duration) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.aborted {
+		q.leftovers = append(q.leftovers, m)
+		return
+	}
+	if delay <= 0 {
+		q.ready <- m // the message still holds its slot, so there is room
+		return
+	}
+	if q.waiting == nil {
+		q.waiting = make(map[*memMessage]*time.Timer)
+	}
+	q.waiting[m] = time.AfterFunc(delay, func() {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		if _, ok := q.waiting[m]; ok {
+			delete(q.waiting, m)
+			q.ready <- m
+		}
+	})
+}
+
+func (q *memQueue) abort() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.aborted = true
+	for m, t := range q.waiting {
+		t.Stop()
+		q.leftovers = append(q.leftovers, m)
+	}
+	q.waiting = nil
+}
+
+func (q *memQueue) takeAll() []*memMessage {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	out := q.leftovers
+	q.leftovers = nil
+	for {
+		select {
+		case m := <-q.ready:
+			out = append(out, m)
+		default:
+			return out
+		}
+	}
+}
+
+type memMessage struct {
+	e       *event.Event
+	attempt int
+	q       *memQueue
+	tr      *tracker
+	done    bool
+}
+
+func (m *memMessage) Event() *event.Event { return m.e }
+func (m *memMessage) Attempt() int        { return m.attempt }
+func (m *memMessage) tracker() *tracker   { return m.tr }
+
+func (m *memMessage) Ack() error {
+	if m.done {
+		return errors.New("flows: message acknowledged twice")
+	}
+	m.done = true
+	if m.tr != nil {
+		m.tr.finish()
+	}
+	m.q.release()
+	return nil
+}
+
+func (m *memMessage) Nack(delay time.Duration) error {
+	if m.done {
+		return errors.New("flows: message acknowledged twice")
+	}
+	m.attempt++
+	m.q.redeliver(m, delay)
+	return nil
+}
+
+// tracker follows one event through a flow for [Flow.Handle]: it counts the
+// messages the event has become in in-memory channels, and is done when the
+// last one is acknowledged.
+type tracker struct {
+	pending atomic.Int64
+	done    chan struct{}
+	mu      sync.Mutex
+	err     error
+}
+
+func newTracker() *tracker {
+	t := &tracker{done: make(chan struct{})}
+	t.pending.Store(1) // the sender's own reference, dropped after Publish
+	return t
+}
+
+func (t *tracker) add(n int) { t.pending.Add(int64(n)) }
+
+func (t *tracker) finish() {
+	if t.pending.Add(-1) == 0 {
+		close(t.done)
+	}
+}
+
+func (t *tracker) fail(err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.err = errors.Join(t.err, err)
+}
+
+func (t *tracker) result() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.err
+}
+
+type trackerKey struct{}
+
+func withTracker(ctx context.Context, t *tracker) context.Context {
+	if t == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, trackerKey{}, t)
+}
+
+func trackerFrom(ctx context.Context) *tracker {
+	t, _ := ctx.Value(trackerKey{}).(*tracker)
+	return t
+}
+
+// trackerOf returns the tracker a message carries, if its channel keeps one.
+func trackerOf(m Message) *tracker {
+	if tm, ok := m.(interface{ tracker() *tracker }); ok {
+		return tm.tracker()
+	}
+	return nil
+}
+
+// channelSink is the Handler that publishes to a channel: the reply
+// destination of a step that feeds another channel.
+type channelSink struct {
+	ch   Channel
+	name string
+}
+
+func (s channelSink) Handle(ctx context.Context, e event.Event) (*event.Event, error) {
+	if err := s.ch.Publish(ctx, &e); err != nil {
+		return nil, Permanent(err)
+	}
+	return nil, nil
+}

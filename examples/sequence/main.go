@@ -1,0 +1,98 @@
+// Command sequence reproduces Knative's Sequence demo in process: a ping
+// source sends {"message": "hello, world!"} to a Sequence of three appender
+// steps, whose reply is an event-display that prints
+// "hello, world! - Handled by 0 - Handled by 1 - Handled by 2".
+//
+// With -http the four services run as real HTTP servers on 127.0.0.1 and
+// the steps call them over HTTP, with the same output.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/eventflows/flows"
+	"github.com/eventflows/flows/examples/internal/demo"
+)
+
+func main() {
+	schedule := flag.String("schedule", "* * * * * *", "cron schedule of the ping source (with a seconds field: every second)")
+	events := flag.Int("events", 3, "exit after this many events were displayed (0: run until interrupted)")
+	useHTTP := flag.Bool("http", false, "run the services as HTTP servers on 127.0.0.1")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Stdout, *schedule, *events, *useHTTP); err != nil {
+		fmt.Fprintln(os.Stderr, "sequence:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, out io.Writer, schedule string, events int, useHTTP bool) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	displayed := 0
+	display := demo.EventDisplay(out, func(event.Event) {
+		// EventDisplay serializes its calls, so the count needs no lock.
+		if displayed++; events > 0 && displayed == events {
+			cancel()
+		}
+	})
+
+	services := []flows.Handler{
+		demo.Appender(" - Handled by 0", ""),
+		demo.Appender(" - Handled by 1", ""),
+		demo.Appender(" - Handled by 2", ""),
+		display,
+	}
+	var servers demo.Servers
+	defer servers.Shutdown(context.Background())
+	if useHTTP {
+		for i, h := range services {
+			target, err := servers.Serve(h)
+			if err != nil {
+				return err
+			}
+			services[i] = target
+		}
+	}
+
+	seq, err := (&flows.Sequence{
+		Name: "sequence",
+		Steps: []flows.Step{
+			{Subscriber: services[0]},
+			{Subscriber: services[1]},
+			{Subscriber: services[2]},
+		},
+		Reply: services[3],
+	}).Start(ctx)
+	if err != nil {
+		return err
+	}
+	ping, err := (&flows.Ping{
+		Name:        "ping-source",
+		Schedule:    schedule,
+		ContentType: "application/json",
+		Data:        `{"message": "hello, world!"}`,
+		Sink:        seq,
+	}).Start(ctx)
+	if err != nil {
+		seq.Close()
+		return err
+	}
+
+	<-ctx.Done()
+	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer scancel()
+	if err := ping.Shutdown(sctx); err != nil {
+		return err
+	}
+	return seq.Shutdown(sctx)
+}

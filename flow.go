@@ -1,0 +1,385 @@
+package flows
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+)
+
+// An Option configures how a flow runs, as opposed to what it does (which
+// its definition says).
+type Option func(*options)
+
+type options struct {
+	newChannel      func(ctx context.Context, name string) (Channel, error)
+	capacity        int
+	concurrency     int
+	logger          *slog.Logger
+	shutdownTimeout time.Duration
+}
+
+func buildOptions(opts []Option) options {
+	o := options{
+		concurrency:     1,
+		shutdownTimeout: 30 * time.Second,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.logger == nil {
+		o.logger = slog.New(slog.DiscardHandler)
+	}
+	if o.newChannel == nil {
+		capacity := o.capacity
+		o.newChannel = func(context.Context, string) (Channel, error) { return NewInMemoryChannel(capacity), nil }
+	}
+	return o
+}
+
+// WithChannels makes the flow create its channels with newChannel, which is
+// given Knative's channel names (for example "orders-kn-sequence-1") and the
+// context passed to Start. The default is [NewInMemoryChannel].
+func WithChannels(newChannel func(ctx context.Context, name string) (Channel, error)) Option {
+	return func(o *options) { o.newChannel = newChannel }
+}
+
+// WithCapacity sets the capacity of the flow's in-memory channels: how many
+// events each subscription holds before senders wait. The default is
+// [DefaultCapacity]. It has no effect with [WithChannels].
+func WithCapacity(n int) Option {
+	return func(o *options) { o.capacity = n }
+}
+
+// WithConcurrency sets how many events each subscription of the flow
+// delivers at once (the number of its workers). The default, 1, delivers the
+// events of a subscription one at a time, in order; raise it for slow or
+// remote subscribers, at the cost of ordering.
+func WithConcurrency(n int) Option {
+	return func(o *options) { o.concurrency = max(n, 1) }
+}
+
+// WithLogger makes the flow log through l: retries at Debug, dead letters
+// at Warn, undelivered events at Error. By default nothing is logged.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) { o.logger = l }
+}
+
+// WithShutdownTimeout bounds the graceful shutdown that Run performs when
+// its context ends. The default is 30 seconds.
+func WithShutdownTimeout(d time.Duration) Option {
+	return func(o *options) { o.shutdownTimeout = d }
+}
+
+// A Flow is a running [Sequence] or [Parallel]. Events enter it with Send,
+// TrySend or Handle; Shutdown drains it and Close stops it.
+//
+// A Flow is a [Handler], so it can be a step, a branch, a reply or a
+// dead-letter sink of another flow. As in Knative, where a flow is reached at
+// its first channel's address, it answers with no event: its outputs go to
+// its own replies.
+type Flow struct {
+	name   string
+	input  Channel
+	stages []*stage
+	log    *slog.Logger
+
+	cancel   context.CancelFunc // cancels the workers' context: the hard stop
+	stopping atomic.Bool
+	stopOnce sync.Once
+	drained  chan struct{} // closed when a graceful drain completed
+	stopped  chan struct{} // closed when every worker has returned
+
+	mu        sync.Mutex
+	aborted   bool
+	lostOnce  sync.Once
+	lost      []event.Event
+	trackLost []*tracker
+}
+
+// stage is a channel and the subscriptions that read from it. Stages are
+// kept in topological order: a stage's channel is fed only by the flow's
+// input or by earlier stages, so closing them in order drains the flow.
+type stage struct {
+	ch   Channel
+	subs []*subscription
+}
+
+type builder struct {
+	ctx  context.Context
+	f    *Flow
+	opts options
+	err  error
+}
+
+func newBuilder(ctx context.Context, name string, opts []Option) *builder {
+	o := buildOptions(opts)
+	return &builder{
+		ctx:  ctx,
+		opts: o,
+		f: &Flow{
+			name:    name,
+			log:     o.logger,
+			drained: make(chan struct{}),
+			stopped: make(chan struct{}),
+		},
+	}
+}
+
+func (b *builder) channel(name string) Channel {
+	if b.err != nil {
+		return nil
+	}
+	ch, err := b.opts.newChannel(b.ctx, name)
+	if err == nil && ch == nil {
+		err = errors.New("channel constructor returned nil")
+	}
+	if err != nil {
+		b.err = fmt.Errorf("flows: %s: creating channel %q: %w", b.f.name, name, err)
+		return nil
+	}
+	b.f.stages = append(b.f.stages, &stage{ch: ch})
+	return ch
+}
+
+func (b *builder) subscribe(ch Channel, s *subscription) {
+	if b.err != nil {
+		return
+	}
+	recv, err := ch.Subscribe(s.name)
+	if err != nil {
+		b.err = fmt.Errorf("flows: %s: subscribing %q: %w", b.f.name, s.name, err)
+		return
+	}
+	s.recv = recv
+	s.workers = b.opts.concurrency
+	s.log = b.opts.logger
+	for _, st := range b.f.stages {
+		if st.ch == ch {
+			st.subs = append(st.subs, s)
+			return
+		}
+	}
+}
+
+// start launches every subscription; the flow accepts events once it returns.
+func (b *builder) start(input Channel) (*Flow, error) {
+	f := b.f
+	if b.err != nil {
+		for _, st := range f.stages {
+			st.ch.Close()
+		}
+		return nil, b.err
+	}
+	f.input = input
+	ctx, cancel := context.WithCancel(context.Background())
+	f.cancel = cancel
+	for _, st := range f.stages {
+		for _, s := range st.subs {
+			s.start(ctx)
+		}
+	}
+	return f, nil
+}
+
+// Name returns the name of the flow's definition.
+func (f *Flow) Name() string { return f.name }
+
+// Send hands e to the flow and returns once the flow's first channel has
+// accepted it; delivery goes on in the background. The flow copies e's
+// attributes, so e may be changed and sent again; its data bytes are shared
+// and must not be modified in place afterwards.
+//
+// While the channel is full Send waits, until ctx ends: it then returns an
+// error wrapping [ErrFull] and the event was not accepted. After Shutdown or
+// Close began it returns [ErrClosed]. An event that fails CloudEvents
+// validation is refused with an error wrapping [ErrInvalidEvent].
+func (f *Flow) Send(ctx context.Context, e event.Event) error {
+	return f.publish(ctx, &e)
+}
+
+// TrySend is Send without waiting: it returns an error wrapping [ErrFull]
+// at once if the flow's first channel has no room.
+func (f *Flow) TrySend(e event.Event) error {
+	return f.publish(doneContext{}, &e)
+}
+
+// ErrInvalidEvent is wrapped by the error for an event that fails
+// CloudEvents validation (a missing id, source, type or specversion).
+var ErrInvalidEvent = errors.New("flows: invalid event")
+
+func (f *Flow) publish(ctx context.Context, e *event.Event) error {
+	if f.stopping.Load() {
+		return ErrClosed
+	}
+	if e.Context == nil {
+		return fmt.Errorf("%w: no attributes", ErrInvalidEvent)
+	}
+	if err := e.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidEvent, err)
+	}
+	// The caller keeps its event: its attributes live behind a shared
+	// pointer, so copy them. Data is replaced, never written in place, by
+	// the SDK's setters, so sharing it is safe.
+	e.Context = e.Context.Clone()
+	e.FieldErrors = nil
+	return f.input.Publish(ctx, e)
+}
+
+// Handle sends e to the flow and waits until the flow has finished with it:
+// every delivery it caused was made or dead-lettered. This is Knative's
+// synchronous channel mode. It returns no event, and an error (a
+// [*DeliveryError], possibly several joined) if some delivery failed past its
+// dead-letter sink. If ctx ends first it returns ctx.Err() and the event goes
+// on in the background.
+//
+// Completion is tracked through in-memory channels; with other channels
+// Handle returns once the event was accepted.
+func (f *Flow) Handle(ctx context.Context, e event.Event) (*event.Event, error) {
+	tr := newTracker()
+	if err := f.publish(withTracker(ctx, tr), &e); err != nil {
+		return nil, err
+	}
+	tr.finish()
+	select {
+	case <-tr.done:
+		return nil, tr.result()
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// destination names the flow in knativeerrordest when it is a failed hop.
+func (f *Flow) destination() string { return f.name }
+
+// Shutdown stops the flow gracefully: new sends fail with [ErrClosed], then
+// every event already accepted is delivered (with its retries) or
+// dead-lettered, stage by stage, and the workers stop. It returns nil once
+// the flow is drained.
+//
+// If ctx ends first, Shutdown stops the flow hard: running attempts are
+// cancelled through their context and the events not yet delivered are
+// returned in an [*UndeliveredError], which wraps ctx's error. Shutdown
+// returns after every worker has returned, so handlers must honour their
+// context.
+func (f *Flow) Shutdown(ctx context.Context) error {
+	f.begin()
+	select {
+	case <-f.drained:
+		<-f.stopped
+		return nil
+	case <-ctx.Done():
+	}
+	select {
+	case <-f.drained:
+		// Drained just as the deadline passed: nothing was lost.
+		<-f.stopped
+		return nil
+	default:
+	}
+	lost := f.abort()
+	return &UndeliveredError{Events: lost, Err: ctx.Err()}
+}
+
+// Close stops the flow at once: running attempts are cancelled and events
+// not yet delivered are dropped. It returns an [*UndeliveredError] listing
+// them, if any. Close waits for running handlers to return.
+func (f *Flow) Close() error {
+	f.begin()
+	lost := f.abort()
+	if len(lost) == 0 {
+		return nil
+	}
+	return &UndeliveredError{Events: lost, Err: ErrClosed}
+}
+
+// Done returns a channel that is closed once the flow has stopped, after
+// Shutdown or Close.
+func (f *Flow) Done() <-chan struct{} { return f.stopped }
+
+// begin starts the graceful drain once.
+func (f *Flow) begin() {
+	f.stopOnce.Do(func() {
+		f.stopping.Store(true)
+		go f.drain()
+	})
+}
+
+func (f *Flow) drain() {
+	defer close(f.stopped)
+	for _, st := range f.stages {
+		st.ch.Close()
+		for _, s := range st.subs {
+			s.wg.Wait()
+		}
+	}
+	f.mu.Lock()
+	aborted := f.aborted
+	f.mu.Unlock()
+	if !aborted {
+		close(f.drained)
+	}
+	f.cancel()
+}
+
+// abort cancels the workers, waits for them, and collects what the
+// in-memory channels still hold. It is idempotent.
+func (f *Flow) abort() []event.Event {
+	f.mu.Lock()
+	f.aborted = true
+	f.mu.Unlock()
+	f.cancel()
+	for _, st := range f.stages {
+		if mc, ok := st.ch.(*InMemoryChannel); ok {
+			mc.abort()
+		}
+	}
+	<-f.stopped
+	f.lostOnce.Do(func() {
+		for _, st := range f.stages {
+			mc, ok := st.ch.(*InMemoryChannel)
+			if !ok {
+				continue
+			}
+			for _, m := range mc.undelivered() {
+				f.lost = append(f.lost, *m.e)
+				if m.tr != nil {
+					m.tr.fail(fmt.Errorf("event %s not delivered: %w", m.e.ID(), ErrClosed))
+					m.tr.finish()
+				}
+			}
+		}
+		if len(f.lost) > 0 {
+			f.log.LogAttrs(context.Background(), slog.LevelError, "flows: stopped with undelivered events",
+				slog.String("flow", f.name), slog.Int("events", len(f.lost)))
+		}
+	})
+	return f.lost
+}
+
+// run is the body of the definitions' Run methods.
+func (f *Flow) run(ctx context.Context, timeout time.Duration) error {
+	select {
+	case <-ctx.Done():
+	case <-f.stopped:
+		return nil
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return f.Shutdown(sctx)
+}
+
+// doneContext is a context that is already done, for sends that must not wait.
+type doneContext struct{}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+func (doneContext) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (doneContext) Done() <-chan struct{}       { return closedChan }
+func (doneContext) Err() error                  { return context.Canceled }
+func (doneContext) Value(any) any               { return nil }

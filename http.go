@@ -1,0 +1,249 @@
+package flows
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/binding"
+	"github.com/cloudevents/sdk-go/v2/event"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+)
+
+// HTTPTarget is a [Handler] that delivers events to an HTTP endpoint with
+// the CloudEvents HTTP binding, following Knative's data-plane contract:
+//
+//   - the event is POSTed in binary mode (structured if Structured is set),
+//     with the header "Prefer: reply";
+//   - a 2xx answer carrying a CloudEvent is the reply; a 2xx answer without
+//     one means "no event";
+//   - any other answer is a failure, an [*HTTPError]; 404, 408, 409, 429 and
+//     5xx are retried, other statuses (3xx included) are not. Transport
+//     errors are retried too. Redirects are never followed.
+//
+// Response bodies are always read to the end so that connections are reused.
+// An HTTPTarget must not be copied after first use.
+type HTTPTarget struct {
+	// URL is the endpoint, an absolute http or https URL. Required.
+	URL string
+
+	// Client sends the requests. Nil uses a shared client whose transport
+	// keeps enough idle connections per host for concurrent deliveries.
+	// Its CheckRedirect is replaced so that redirects are not followed.
+	Client *http.Client
+
+	// Structured sends events in structured mode (application/cloudevents+json)
+	// instead of binary mode.
+	Structured bool
+
+	once   sync.Once
+	client *http.Client
+}
+
+// HTTP returns an [HTTPTarget] for url with the default settings.
+func HTTP(url string) *HTTPTarget { return &HTTPTarget{URL: url} }
+
+// MaxErrorBody is how much of a failed response's body an [HTTPError] keeps.
+const MaxErrorBody = 64 << 10
+
+var sharedClient = &http.Client{
+	Transport: func() http.RoundTripper {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		// The default of 2 idle connections per host makes concurrent
+		// deliveries open a new connection for most events.
+		t.MaxIdleConns = 1024
+		t.MaxIdleConnsPerHost = 256
+		return t
+	}(),
+	CheckRedirect: noRedirects,
+}
+
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+func (t *HTTPTarget) httpClient() *http.Client {
+	t.once.Do(func() {
+		if t.Client == nil {
+			t.client = sharedClient
+			return
+		}
+		c := *t.Client
+		c.CheckRedirect = noRedirects
+		t.client = &c
+	})
+	return t.client
+}
+
+func (t *HTTPTarget) validate() error {
+	u, err := url.Parse(t.URL)
+	if err != nil {
+		return fmt.Errorf("invalid URL %q: %w", t.URL, err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("invalid URL %q: want an absolute http or https URL", t.URL)
+	}
+	return nil
+}
+
+func (t *HTTPTarget) destination() string { return t.URL }
+
+// Handle implements [Handler].
+func (t *HTTPTarget) Handle(ctx context.Context, e event.Event) (*event.Event, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.URL, nil)
+	if err != nil {
+		return nil, Permanent(fmt.Errorf("flows: %w", err))
+	}
+	wctx := ctx
+	if t.Structured {
+		wctx = binding.WithForceStructured(ctx)
+	} else {
+		wctx = binding.WithForceBinary(ctx)
+	}
+	if err := cehttp.WriteRequest(wctx, binding.ToMessage(&e), req); err != nil {
+		return nil, Permanent(fmt.Errorf("flows: encoding event %s for %s: %w", e.ID(), t.URL, err))
+	}
+	req.Header.Set("Prefer", "reply")
+	resp, err := t.httpClient().Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("flows: POST %s: %w", t.URL, err)
+	}
+	defer func() {
+		// Drain whatever is left so the connection goes back to the pool.
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}()
+	return readReply(ctx, t.URL, resp)
+}
+
+func readReply(ctx context.Context, target string, resp *http.Response) (*event.Event, error) {
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, MaxErrorBody))
+		return nil, &HTTPError{
+			URL:        target,
+			StatusCode: resp.StatusCode,
+			Body:       body,
+			RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
+		}
+	}
+	msg := cehttp.NewMessageFromHttpResponse(resp)
+	switch msg.ReadEncoding() {
+	case binding.EncodingUnknown:
+		return nil, nil
+	case binding.EncodingBatch:
+		return nil, Permanent(fmt.Errorf("flows: %s replied with a batch of events, which is not supported", target))
+	}
+	reply, err := binding.ToEvent(ctx, msg)
+	if err == nil {
+		err = reply.Validate()
+	}
+	if err != nil {
+		return nil, Permanent(fmt.Errorf("flows: %s replied with a malformed event: %w", target, err))
+	}
+	return reply, nil
+}
+
+// HTTPError is the failure of an HTTP delivery that got a non-2xx answer.
+type HTTPError struct {
+	URL        string
+	StatusCode int
+	Body       []byte        // the start of the response body, at most MaxErrorBody bytes
+	RetryAfter time.Duration // from the Retry-After header; 0 if absent or invalid
+}
+
+func (e *HTTPError) Error() string {
+	msg := fmt.Sprintf("flows: POST %s: %d %s", e.URL, e.StatusCode, http.StatusText(e.StatusCode))
+	if body := bytes.TrimSpace(e.Body); len(body) > 0 {
+		if len(body) > 200 {
+			body = append(body[:200:200], "..."...)
+		}
+		msg += ": " + string(body)
+	}
+	return msg
+}
+
+// Retryable reports whether Knative retries this status: 404, 408, 409,
+// 429 and 5xx.
+func (e *HTTPError) Retryable() bool { return retryableStatus(e.StatusCode) }
+
+// parseRetryAfter reads delta-seconds or an HTTP date.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(v); err == nil {
+		if s < 0 {
+			return 0
+		}
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0)
+	}
+	return 0
+}
+
+// NewHTTPHandler serves h over HTTP with Knative's subscriber contract, so
+// that a Go handler (or a running flow) can be called by Knative channels,
+// brokers and [HTTPTarget]:
+//
+//   - only POST is accepted (405 otherwise);
+//   - a request that is not a valid CloudEvent, binary or structured, gets 400;
+//   - a reply is written in binary mode with status 200; no event gets 202
+//     with an empty body;
+//   - a failure gets 500, or 400 if it is [Permanent] (so that it is not
+//     retried); an [*HTTPError] keeps its status code.
+func NewHTTPHandler(h Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			http.Error(w, "only POST is allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		e, err := eventFromRequest(r)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		reply, err := call(r.Context(), h, *e, nil)
+		if err != nil {
+			status := http.StatusInternalServerError
+			var he *HTTPError
+			switch {
+			case errors.As(err, &he):
+				status = he.StatusCode
+			case IsPermanent(err):
+				status = http.StatusBadRequest
+			}
+			http.Error(w, err.Error(), status)
+			return
+		}
+		if reply == nil {
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
+		if err := cehttp.WriteResponseWriter(binding.WithForceBinary(r.Context()), binding.ToMessage(reply), http.StatusOK, w); err != nil {
+			http.Error(w, "encoding reply: "+err.Error(), http.StatusInternalServerError)
+		}
+	})
+}
+
+func eventFromRequest(r *http.Request) (*event.Event, error) {
+	msg := cehttp.NewMessageFromHttpRequest(r)
+	if msg.ReadEncoding() == binding.EncodingUnknown {
+		return nil, errors.New("not a CloudEvent: no ce-specversion header and no CloudEvents content type")
+	}
+	e, err := binding.ToEvent(r.Context(), msg)
+	if err != nil {
+		return nil, fmt.Errorf("malformed CloudEvent: %w", err)
+	}
+	if err := e.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid CloudEvent: %w", err)
+	}
+	return e, nil
+}
