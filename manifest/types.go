@@ -1,0 +1,217 @@
+package manifest
+
+// The types below mirror the parts of Knative's API schema that flows
+// implements, with the same JSON names, so that Knative manifests decode
+// into them unchanged. They are written here rather than imported, because
+// Knative's API packages pull in Kubernetes.
+
+// API versions and kinds understood by [Parse].
+const (
+	FlowsV1       = "flows.knative.dev/v1"
+	SourcesV1     = "sources.knative.dev/v1"
+	SourcesV1Beta = "sources.knative.dev/v1beta1"
+	MessagingV1   = "messaging.knative.dev/v1"
+	ServingV1     = "serving.knative.dev/v1"
+)
+
+// TypeMeta is the apiVersion and kind every document starts with.
+type TypeMeta struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+}
+
+func (t TypeMeta) apiVersion() string { return t.APIVersion }
+
+// ObjectMeta is the part of Kubernetes' object metadata that flows uses.
+// Other metadata fields (uid, resourceVersion, ...) are rejected as unknown:
+// they belong to objects read back from a cluster, not to manifests.
+type ObjectMeta struct {
+	Name        string            `json:"name"`
+	Namespace   string            `json:"namespace,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// KReference refers to another object, as Knative's duck/v1 KReference.
+type KReference struct {
+	Kind       string `json:"kind"`
+	Namespace  string `json:"namespace,omitempty"`
+	Name       string `json:"name"`
+	APIVersion string `json:"apiVersion,omitempty"`
+	// Group may replace APIVersion: the API group without its version.
+	Group string `json:"group,omitempty"`
+	// Address selects one of several addresses; not supported here.
+	Address *string `json:"address,omitempty"`
+}
+
+// Destination is where events go: a reference to an object, a URI, or a
+// URI relative to the object's address, as Knative's duck/v1 Destination.
+type Destination struct {
+	Ref *KReference `json:"ref,omitempty"`
+	URI string      `json:"uri,omitempty"`
+	// CACerts are PEM certificates trusted for an https URI.
+	CACerts *string `json:"CACerts,omitempty"`
+	// Audience is for OIDC authentication; not supported here.
+	Audience *string `json:"audience,omitempty"`
+}
+
+// DeliverySpec is Knative's delivery policy. Durations are ISO-8601
+// strings such as "PT0.2S" (see [ParseDuration]).
+type DeliverySpec struct {
+	DeadLetterSink *Destination `json:"deadLetterSink,omitempty"`
+	Retry          *int32       `json:"retry,omitempty"`
+	BackoffPolicy  *string      `json:"backoffPolicy,omitempty"`
+	BackoffDelay   *string      `json:"backoffDelay,omitempty"`
+	Timeout        *string      `json:"timeout,omitempty"`
+	RetryAfterMax  *string      `json:"retryAfterMax,omitempty"`
+	// Format is "json" (structured mode) or "binary" for HTTP destinations.
+	Format *string `json:"format,omitempty"`
+}
+
+// ChannelTemplateSpec says which kind of channel a Sequence, Parallel or
+// Channel creates. Only InMemoryChannel is supported.
+type ChannelTemplateSpec struct {
+	TypeMeta `json:",inline"`
+	Spec     *InMemoryChannelSpec `json:"spec,omitempty"`
+}
+
+// Sequence is flows.knative.dev/v1 Sequence.
+type Sequence struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta   `json:"metadata"`
+	Spec     SequenceSpec `json:"spec"`
+}
+
+// SequenceSpec is the spec of a [Sequence].
+type SequenceSpec struct {
+	Steps           []SequenceStep       `json:"steps"`
+	ChannelTemplate *ChannelTemplateSpec `json:"channelTemplate,omitempty"`
+	Reply           *Destination         `json:"reply,omitempty"`
+}
+
+// SequenceStep is a step of a [Sequence]: a destination and its delivery.
+type SequenceStep struct {
+	Destination `json:",inline"`
+	Delivery    *DeliverySpec `json:"delivery,omitempty"`
+}
+
+// Parallel is flows.knative.dev/v1 Parallel.
+type Parallel struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta   `json:"metadata"`
+	Spec     ParallelSpec `json:"spec"`
+}
+
+// ParallelSpec is the spec of a [Parallel].
+type ParallelSpec struct {
+	Branches        []ParallelBranch     `json:"branches"`
+	ChannelTemplate *ChannelTemplateSpec `json:"channelTemplate,omitempty"`
+	Reply           *Destination         `json:"reply,omitempty"`
+}
+
+// ParallelBranch is a branch of a [Parallel].
+type ParallelBranch struct {
+	Filter     *Destination  `json:"filter,omitempty"`
+	Subscriber Destination   `json:"subscriber"`
+	Reply      *Destination  `json:"reply,omitempty"`
+	Delivery   *DeliverySpec `json:"delivery,omitempty"`
+}
+
+// CloudEventOverrides adds extensions to the events a source sends.
+type CloudEventOverrides struct {
+	Extensions map[string]string `json:"extensions,omitempty"`
+}
+
+// SourceSpec is what every source has: a sink and overrides.
+type SourceSpec struct {
+	Sink                Destination          `json:"sink"`
+	CloudEventOverrides *CloudEventOverrides `json:"ceOverrides,omitempty"`
+}
+
+// PingSource is sources.knative.dev/v1 PingSource.
+type PingSource struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta     `json:"metadata"`
+	Spec     PingSourceSpec `json:"spec"`
+}
+
+// PingSourceSpec is the spec of a v1 [PingSource].
+type PingSourceSpec struct {
+	SourceSpec  `json:",inline"`
+	Schedule    string `json:"schedule,omitempty"`
+	Timezone    string `json:"timezone,omitempty"`
+	ContentType string `json:"contentType,omitempty"`
+	Data        string `json:"data,omitempty"`
+	DataBase64  string `json:"dataBase64,omitempty"`
+}
+
+// PingSourceV1Beta1 is sources.knative.dev/v1beta1 PingSource, the version
+// of Knative 0.17, whose data is given as jsonData.
+type PingSourceV1Beta1 struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta             `json:"metadata"`
+	Spec     PingSourceV1Beta1Spec `json:"spec"`
+}
+
+// PingSourceV1Beta1Spec is the spec of a [PingSourceV1Beta1].
+type PingSourceV1Beta1Spec struct {
+	SourceSpec `json:",inline"`
+	Schedule   string `json:"schedule,omitempty"`
+	Timezone   string `json:"timezone,omitempty"`
+	// JSONData is sent with datacontenttype application/json. A JSON
+	// object is sent as is (re-encoded); anything else is wrapped as
+	// {"body": "<jsonData>"}, as Knative converts it.
+	JSONData string `json:"jsonData,omitempty"`
+}
+
+// InMemoryChannel is messaging.knative.dev/v1 InMemoryChannel.
+type InMemoryChannel struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta          `json:"metadata"`
+	Spec     InMemoryChannelSpec `json:"spec,omitempty"`
+}
+
+// InMemoryChannelSpec is the spec of an [InMemoryChannel]: the default
+// delivery of its subscriptions.
+type InMemoryChannelSpec struct {
+	Delivery *DeliverySpec `json:"delivery,omitempty"`
+}
+
+// Channel is messaging.knative.dev/v1 Channel: a channel of the kind its
+// template names (InMemoryChannel here).
+type Channel struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta  `json:"metadata"`
+	Spec     ChannelSpec `json:"spec,omitempty"`
+}
+
+// ChannelSpec is the spec of a [Channel].
+type ChannelSpec struct {
+	ChannelTemplate *ChannelTemplateSpec `json:"channelTemplate,omitempty"`
+	Delivery        *DeliverySpec        `json:"delivery,omitempty"`
+}
+
+// Subscription is messaging.knative.dev/v1 Subscription: it delivers the
+// events of a channel to a subscriber and the subscriber's replies to reply.
+type Subscription struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta       `json:"metadata"`
+	Spec     SubscriptionSpec `json:"spec"`
+}
+
+// SubscriptionSpec is the spec of a [Subscription].
+type SubscriptionSpec struct {
+	Channel    KReference    `json:"channel"`
+	Subscriber *Destination  `json:"subscriber,omitempty"`
+	Reply      *Destination  `json:"reply,omitempty"`
+	Delivery   *DeliverySpec `json:"delivery,omitempty"`
+}
+
+// Service is serving.knative.dev/v1 Service. Its spec (containers, images,
+// environment) is kept as it is and not run: a Service is bound to a Go
+// handler or a URL through a [Registry].
+type Service struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta     `json:"metadata"`
+	Spec     map[string]any `json:"spec,omitempty"`
+}
