@@ -149,7 +149,7 @@ type PingSourceSpec struct {
 // of Knative 0.17, whose data is given as jsonData.
 type PingSourceV1Beta1 struct {
 	TypeMeta `json:",inline"`
-	Metadata ObjectMeta             `json:"metadata"`
+	Metadata ObjectMeta            `json:"metadata"`
 	Spec     PingSourceV1Beta1Spec `json:"spec"`
 }
 
