@@ -1,12 +1,14 @@
 package manifest
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -721,10 +723,23 @@ func (t *loggingTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	if base == nil {
 		base = defaultTransport
 	}
+	id, typ := req.Header.Get("Ce-Id"), req.Header.Get("Ce-Type")
+	if id == "" && req.Body != nil && strings.HasPrefix(req.Header.Get("Content-Type"), "application/cloudevents+json") {
+		// Structured mode: the attributes are in the body.
+		body, err := io.ReadAll(req.Body)
+		req.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		var attrs struct{ ID, Type string }
+		json.Unmarshal(body, &attrs)
+		id, typ = attrs.ID, attrs.Type
+	}
 	start := time.Now()
 	resp, err := base.RoundTrip(req)
-	attrs := []slog.Attr{slog.String("to", req.URL.String()), slog.String("id", req.Header.Get("Ce-Id")),
-		slog.String("type", req.Header.Get("Ce-Type")), slog.Duration("took", time.Since(start))}
+	attrs := []slog.Attr{slog.String("to", req.URL.String()), slog.String("id", id),
+		slog.String("type", typ), slog.Duration("took", time.Since(start))}
 	if err != nil {
 		attrs = append(attrs, slog.Any("error", err))
 	} else {

@@ -1,0 +1,142 @@
+package manifest_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/pem"
+	"io"
+	"log"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eventflows/flows"
+	"github.com/eventflows/flows/manifest"
+)
+
+// request is what an HTTP subscriber saw.
+type request struct {
+	path, contentType string
+}
+
+// subscriber serves h over HTTP on 127.0.0.1 and records the requests.
+func subscriber(t *testing.T, h flows.Handler, tls bool) (*httptest.Server, <-chan request) {
+	t.Helper()
+	reqs := make(chan request, 16)
+	inner := flows.NewHTTPHandler(h)
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reqs <- request{r.URL.Path, r.Header.Get("Content-Type")}
+		inner.ServeHTTP(w, r)
+	})
+	srv := httptest.NewUnstartedServer(handler)
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // a refused certificate is expected
+	if tls {
+		srv.StartTLS()
+	} else {
+		srv.Start()
+	}
+	t.Cleanup(srv.Close)
+	return srv, reqs
+}
+
+func TestHTTPDestinations(t *testing.T) {
+	first, firstReqs := subscriber(t, appender(" - Handled by 0"), false)
+	second, secondReqs := subscriber(t, appender(" - Handled by 1"), false)
+	display := newRecorder()
+	set := parse(t, `apiVersion: flows.knative.dev/v1
+kind: Sequence
+metadata: {name: s}
+spec:
+  steps:
+  - uri: `+first.URL+`/hook
+  - ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: second}
+    uri: v2/hook
+    delivery: {format: json}
+  reply:
+    ref: {apiVersion: v1, kind: Service, name: display}
+`)
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, &slog.HandlerOptions{
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == "time" || a.Key == "took" {
+				return slog.Attr{}
+			}
+			return a
+		},
+	}))
+	var reg manifest.Registry
+	reg.BindURL("Service", "second", second.URL+"/base/")
+	reg.Bind("Service", "display", display)
+	app := start(t, set, &reg, manifest.WithLogger(logger))
+
+	if _, err := app.Flow("Sequence", "s").Handle(context.Background(), newEvent("h1", time.Now(), `{"message":"hi"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if e := display.next(t); string(e.Data()) != `{"id":0,"message":"hi - Handled by 0 - Handled by 1"}` {
+		t.Errorf("display got %s", e.Data())
+	}
+	if r := <-firstReqs; r.path != "/hook" || r.contentType != "application/json" {
+		t.Errorf("first got %+v; want /hook in binary mode", r)
+	}
+	if r := <-secondReqs; r.path != "/base/v2/hook" || r.contentType != "application/cloudevents+json" {
+		t.Errorf("second got %+v; want /base/v2/hook (relative to its binding) in structured mode (format: json)", r)
+	}
+	mu.Lock()
+	got := logs.String()
+	mu.Unlock()
+	for _, want := range []string{
+		`level=INFO msg=delivery to=` + first.URL + `/hook id=h1 type=dev.knative.sources.ping status=200`,
+		`level=INFO msg=delivery to=` + second.URL + `/base/v2/hook id=h1 type=dev.knative.sources.ping status=200`,
+		`level=INFO msg=delivery to="Service \"display\"" id=h1 type=dev.knative.sources.ping`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("logs lack %q:\n%s", want, got)
+		}
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func TestCACerts(t *testing.T) {
+	srv, _ := subscriber(t, appender("!"), true)
+	cert := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}))
+	for _, tt := range []struct {
+		name    string
+		caCerts string
+		wantErr string
+	}{
+		{"trusted", cert, ""},
+		{"not trusted", "", "certificate"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			doc := `apiVersion: flows.knative.dev/v1
+kind: Sequence
+metadata: {name: s}
+spec:
+  steps:
+  - uri: ` + srv.URL + "\n"
+			if tt.caCerts != "" {
+				doc += "    CACerts: |\n      " + strings.ReplaceAll(strings.TrimSpace(tt.caCerts), "\n", "\n      ") + "\n"
+			}
+			app := start(t, parse(t, doc), nil)
+			_, err := app.Flow("Sequence", "s").Handle(context.Background(), newEvent("c", time.Now(), `{}`))
+			if (err == nil) != (tt.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Errorf("Handle = %v; want error containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}

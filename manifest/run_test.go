@@ -1,0 +1,525 @@
+package manifest_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/eventflows/flows"
+	"github.com/eventflows/flows/manifest"
+)
+
+// The seed demo's services, written as Go handlers.
+
+type message struct {
+	ID      int    `json:"id"`
+	Message string `json:"message"`
+}
+
+func appender(suffix string) flows.Handler {
+	return flows.Typed(func(_ context.Context, in message) (message, error) {
+		in.Message += suffix
+		return in, nil
+	})
+}
+
+// then calls h and hands its reply to next too, as the seed's "third"
+// service logs what it answers.
+func then(h flows.Handler, next *recorder) flows.Handler {
+	return flows.HandlerFunc(func(ctx context.Context, e event.Event) (*event.Event, error) {
+		reply, err := h.Handle(ctx, e)
+		if reply != nil {
+			next.Handle(ctx, reply.Clone())
+		}
+		return reply, err
+	})
+}
+
+// minuteParity is the seed's filter: Math.round(Date.parse(event.time) / 60000) % 2.
+func minuteParity(parity int) flows.Handler {
+	return flows.Match(func(e event.Event) bool {
+		return int(math.Floor(float64(e.Time().UnixMilli())/60000+0.5))%2 == parity
+	})
+}
+
+func transformer(msg string) flows.Handler {
+	return flows.Typed(func(context.Context, struct{}) (map[string]string, error) {
+		return map[string]string{"message": msg}, nil
+	})
+}
+
+type recorder struct{ ch chan event.Event }
+
+func newRecorder() *recorder { return &recorder{ch: make(chan event.Event, 256)} }
+
+func (r *recorder) Handle(_ context.Context, e event.Event) (*event.Event, error) {
+	r.ch <- e
+	return nil, nil
+}
+
+func (r *recorder) next(t *testing.T) event.Event {
+	t.Helper()
+	return r.nextWithin(t, 10*time.Second)
+}
+
+// nextWithin waits for an event; in a synctest bubble d is fake time.
+func (r *recorder) nextWithin(t *testing.T, d time.Duration) event.Event {
+	t.Helper()
+	select {
+	case e := <-r.ch:
+		return e
+	case <-time.After(d):
+		t.Fatalf("no event within %s", d)
+		return event.Event{}
+	}
+}
+
+func (r *recorder) empty(t *testing.T) {
+	t.Helper()
+	select {
+	case e := <-r.ch:
+		t.Errorf("unexpected event %s", e)
+	default:
+	}
+}
+
+func newEvent(id string, at time.Time, data string) event.Event {
+	e := event.New()
+	e.SetID(id)
+	e.SetSource("/apis/v1/namespaces/default/pingsources/ping-source")
+	e.SetType(flows.PingEventType)
+	e.SetTime(at)
+	e.SetData(event.ApplicationJSON, []byte(data))
+	return e
+}
+
+func readSeed(t *testing.T, names ...string) *manifest.Set {
+	t.Helper()
+	var paths []string
+	for _, n := range names {
+		paths = append(paths, "../examples/manifests/"+n)
+	}
+	set, err := manifest.ReadFiles(paths...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return set
+}
+
+func start(t *testing.T, set *manifest.Set, reg *manifest.Registry, opts ...manifest.Option) *manifest.App {
+	t.Helper()
+	app, err := manifest.Build(set, reg, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := app.Shutdown(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	return app
+}
+
+func sameEvent(t *testing.T, got, want event.Event) {
+	t.Helper()
+	if got.ID() != want.ID() || got.Source() != want.Source() || got.Type() != want.Type() ||
+		got.DataContentType() != want.DataContentType() || !bytes.Equal(got.Data(), want.Data()) ||
+		fmt.Sprint(got.Extensions()) != fmt.Sprint(want.Extensions()) || !got.Time().Equal(want.Time()) {
+		t.Errorf("from the manifests:\n%s\nhand-built:\n%s", got, want)
+	}
+}
+
+func TestSeedSequenceBehavesAsHandBuilt(t *testing.T) {
+	fromYAML, byHand := newRecorder(), newRecorder()
+	var reg manifest.Registry
+	reg.Bind("Service", "first", appender(" - Handled by 0"))
+	reg.Bind("Service", "second", appender(" - Handled by 1"))
+	reg.Bind("Service", "third", then(appender(" - Handled by 2"), fromYAML))
+	app := start(t, readSeed(t, "sequence/services.yaml", "sequence/sequence.yaml"), &reg)
+
+	hand, err := (&flows.Sequence{Name: "sequence", Steps: []flows.Step{
+		{Subscriber: appender(" - Handled by 0")},
+		{Subscriber: appender(" - Handled by 1")},
+		{Subscriber: then(appender(" - Handled by 2"), byHand)},
+	}}).Start(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hand.Shutdown(context.Background())
+
+	ctx := context.Background()
+	for i := range 3 {
+		e := newEvent(fmt.Sprint("e", i), time.Unix(1600095000, 0), `{"message": "hello, world!"}`)
+		if _, err := app.Flow("Sequence", "sequence").Handle(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := hand.Handle(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+		got, want := fromYAML.next(t), byHand.next(t)
+		sameEvent(t, got, want)
+		if string(got.Data()) != `{"id":0,"message":"hello, world! - Handled by 0 - Handled by 1 - Handled by 2"}` {
+			t.Errorf("data = %s", got.Data())
+		}
+	}
+}
+
+func TestSeedParallelBehavesAsHandBuilt(t *testing.T) {
+	fromYAML, byHand := newRecorder(), newRecorder()
+	var reg manifest.Registry
+	reg.Bind("Service", "even-filter", minuteParity(0))
+	reg.Bind("Service", "odd-filter", minuteParity(1))
+	reg.Bind("Service", "even-transformer", transformer("this is even!"))
+	reg.Bind("Service", "odd-transformer", transformer("this is odd!"))
+	reg.Bind("Service", "event-display", fromYAML)
+	app := start(t, readSeed(t, "parallel/services.yaml", "parallel/parallel.yaml"), &reg)
+
+	hand, err := (&flows.Parallel{Name: "odd-even-parallel", Branches: []flows.Branch{
+		{Filter: minuteParity(0), Subscriber: transformer("this is even!")},
+		{Filter: minuteParity(1), Subscriber: transformer("this is odd!")},
+	}, Reply: byHand}).Start(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hand.Shutdown(context.Background())
+
+	ctx := context.Background()
+	for i, want := range []string{"even", "odd", "even"} {
+		at := time.Date(2020, 9, 15, 11, 32+i, 0, 0, time.UTC) // minute 32 is even
+		e := newEvent(fmt.Sprint("e", i), at, `{"message": "Even or odd?"}`)
+		if _, err := app.Flow("Parallel", "odd-even-parallel").Handle(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := hand.Handle(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+		got, h := fromYAML.next(t), byHand.next(t)
+		sameEvent(t, got, h)
+		if string(got.Data()) != `{"message":"this is `+want+`!"}` {
+			t.Errorf("event at %s: data = %s; want this is %s!", at, got.Data(), want)
+		}
+		fromYAML.empty(t) // one branch only
+	}
+}
+
+// The seed's PingSource (v1beta1, jsonData, every minute) drives the
+// seed's Sequence; a fake clock makes the minute pass at once.
+func TestSeedPingSourceDrivesSequence(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		display := newRecorder()
+		var reg manifest.Registry
+		reg.Bind("Service", "first", appender(" - Handled by 0"))
+		reg.Bind("Service", "second", appender(" - Handled by 1"))
+		reg.Bind("Service", "third", then(appender(" - Handled by 2"), display))
+		app := start(t, readSeed(t, "sequence"), &reg)
+
+		begin := time.Now()
+		for i := range 2 {
+			e := display.nextWithin(t, 2*time.Minute)
+			if got, want := e.Time(), begin.Add(time.Duration(i+1)*time.Minute); !got.Equal(want) {
+				t.Errorf("event %d at %s; want %s", i, got, want)
+			}
+			if e.Source() != "/apis/v1/namespaces/default/pingsources/ping-source" || e.Type() != "dev.knative.sources.ping" ||
+				e.DataContentType() != "application/json" ||
+				string(e.Data()) != `{"id":0,"message":"hello, world! - Handled by 0 - Handled by 1 - Handled by 2"}` {
+				t.Errorf("event:\n%s", e)
+			}
+		}
+		_ = app
+	})
+}
+
+func TestSeedPingSourceDrivesParallel(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		display := newRecorder()
+		var reg manifest.Registry
+		reg.Bind("Service", "even-filter", minuteParity(0))
+		reg.Bind("Service", "odd-filter", minuteParity(1))
+		reg.Bind("Service", "even-transformer", transformer("this is even!"))
+		reg.Bind("Service", "odd-transformer", transformer("this is odd!"))
+		reg.Bind("Service", "event-display", display)
+		start(t, readSeed(t, "parallel"), &reg)
+
+		var got []string
+		for range 4 {
+			e := display.nextWithin(t, 2*time.Minute)
+			parity := []string{"even", "odd"}[e.Time().Unix()/60%2]
+			if want := `{"message":"this is ` + parity + `!"}`; string(e.Data()) != want {
+				t.Errorf("event at %s: %s; want %s", e.Time(), e.Data(), want)
+			}
+			got = append(got, string(e.Data()))
+		}
+		if got[0] == got[1] || got[1] == got[2] {
+			t.Errorf("minutes did not alternate: %q", got)
+		}
+	})
+}
+
+func TestWithSchedule(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		display := newRecorder()
+		var reg manifest.Registry
+		reg.Bind("Service", "first", appender(" - Handled by 0"))
+		reg.Bind("Service", "second", appender(" - Handled by 1"))
+		reg.Bind("Service", "third", then(appender(" - Handled by 2"), display))
+		start(t, readSeed(t, "sequence"), &reg, manifest.WithSchedule("* * * * * *"))
+		begin := time.Now()
+		for i := range 3 {
+			if got, want := display.next(t).Time(), begin.Add(time.Duration(i+1)*time.Second); !got.Equal(want) {
+				t.Errorf("event %d at %s; want %s", i, got, want)
+			}
+		}
+	})
+}
+
+func parse(t *testing.T, text string) *manifest.Set {
+	t.Helper()
+	set, err := manifest.Parse("test.yaml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return set
+}
+
+func TestDeliveryRetriesAndDeadLetters(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		set := parse(t, `apiVersion: flows.knative.dev/v1
+kind: Sequence
+metadata: {name: s}
+spec:
+  steps:
+  - ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: flaky}
+    delivery:
+      retry: 2
+      backoffPolicy: exponential
+      backoffDelay: PT0.5S
+      deadLetterSink:
+        ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: dls}
+`)
+		var calls []time.Duration
+		begin := time.Now()
+		dls := newRecorder()
+		var reg manifest.Registry
+		reg.Bind("Service", "flaky", flows.HandlerFunc(func(context.Context, event.Event) (*event.Event, error) {
+			calls = append(calls, time.Since(begin))
+			return nil, errors.New("boom")
+		}))
+		reg.Bind("Service", "dls", dls)
+		app := start(t, set, &reg)
+		if _, err := app.Flow("Sequence", "s").Handle(context.Background(), newEvent("x", begin, `{}`)); err != nil {
+			t.Fatal(err)
+		}
+		if want := []time.Duration{0, 500 * time.Millisecond, 1500 * time.Millisecond}; !slices.Equal(calls, want) {
+			t.Errorf("attempts at %v; want %v (PT0.5S, exponential)", calls, want)
+		}
+		dl := dls.next(t)
+		if dl.ID() != "x" || dl.Extensions()[flows.ExtensionErrorCode] != int32(500) {
+			t.Errorf("dead letter:\n%s", dl)
+		}
+	})
+}
+
+// In Knative a backoffDelay without a backoffPolicy is no delay at all;
+// the channel template's delivery applies to steps without their own.
+func TestBackoffDelayWithoutPolicyMeansNoDelay(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		set := parse(t, `apiVersion: flows.knative.dev/v1
+kind: Sequence
+metadata: {name: s}
+spec:
+  steps:
+  - ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: flaky}
+  channelTemplate:
+    apiVersion: messaging.knative.dev/v1
+    kind: InMemoryChannel
+    spec:
+      delivery:
+        retry: 2
+        backoffDelay: PT10S
+`)
+		var calls []time.Duration
+		begin := time.Now()
+		var reg manifest.Registry
+		reg.Bind("Service", "flaky", flows.HandlerFunc(func(context.Context, event.Event) (*event.Event, error) {
+			calls = append(calls, time.Since(begin))
+			return nil, errors.New("boom")
+		}))
+		app := start(t, set, &reg)
+		_, err := app.Flow("Sequence", "s").Handle(context.Background(), newEvent("x", begin, `{}`))
+		var de *flows.DeliveryError
+		if !errors.As(err, &de) || de.Attempts != 3 {
+			t.Fatalf("Handle = %v; want a DeliveryError after 3 attempts", err)
+		}
+		if want := []time.Duration{0, 0, 0}; !slices.Equal(calls, want) {
+			t.Errorf("attempts at %v; want %v", calls, want)
+		}
+	})
+}
+
+func TestNestedFlowsStartInOrderAndDrain(t *testing.T) {
+	set := parse(t, `apiVersion: flows.knative.dev/v1
+kind: Sequence
+metadata: {name: outer}
+spec:
+  steps:
+  - ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: up}
+  reply:
+    ref: {apiVersion: flows.knative.dev/v1, kind: Parallel, name: fan}
+---
+apiVersion: flows.knative.dev/v1
+kind: Parallel
+metadata: {name: fan}
+spec:
+  branches:
+  - subscriber:
+      ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: a}
+  - subscriber:
+      ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: b}
+  reply:
+    ref: {apiVersion: v1, kind: Service, name: sink}
+`)
+	sink := newRecorder()
+	var reg manifest.Registry
+	reg.Bind("Service", "up", appender("+up"))
+	reg.Bind("Service", "a", appender("+a"))
+	reg.Bind("Service", "b", appender("+b"))
+	reg.Bind("Service", "sink", sink)
+	app, err := manifest.Build(set, &reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	outer := app.Flow("Sequence", "outer")
+	if _, err := outer.Handle(context.Background(), newEvent("x", time.Now(), `{"message":"x"}`)); err != nil {
+		t.Fatal(err)
+	}
+	got := []string{string(sink.next(t).Data()), string(sink.next(t).Data())}
+	slices.Sort(got)
+	if want := []string{`{"id":0,"message":"x+up+a"}`, `{"id":0,"message":"x+up+b"}`}; !slices.Equal(got, want) {
+		t.Errorf("sink got %q; want %q", got, want)
+	}
+
+	// Shutdown drains the outer flow into the inner one before stopping it.
+	const n = 50
+	for i := range n {
+		if err := outer.Send(context.Background(), newEvent(fmt.Sprint(i), time.Now(), `{"message":"y"}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := app.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(sink.ch) != 2*n {
+		t.Errorf("after Shutdown the sink got %d events; want %d", len(sink.ch), 2*n)
+	}
+}
+
+func TestChannelAndSubscriptions(t *testing.T) {
+	set := parse(t, `apiVersion: messaging.knative.dev/v1
+kind: InMemoryChannel
+metadata: {name: orders}
+spec:
+  delivery: {retry: 1}
+---
+apiVersion: messaging.knative.dev/v1
+kind: Subscription
+metadata: {name: bill}
+spec:
+  channel: {apiVersion: messaging.knative.dev/v1, kind: InMemoryChannel, name: orders}
+  subscriber:
+    ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: billing}
+  reply:
+    ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: audit}
+---
+apiVersion: messaging.knative.dev/v1
+kind: Subscription
+metadata: {name: ship}
+spec:
+  channel: {apiVersion: messaging.knative.dev/v1, kind: InMemoryChannel, name: orders}
+  subscriber:
+    ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: shipping}
+---
+apiVersion: messaging.knative.dev/v1
+kind: InMemoryChannel
+metadata: {name: unused}
+`)
+	shipping, audit := newRecorder(), newRecorder()
+	var billed atomic.Int32
+	var reg manifest.Registry
+	reg.Bind("Service", "billing", flows.HandlerFunc(func(ctx context.Context, e event.Event) (*event.Event, error) {
+		if billed.Add(1) == 1 {
+			return nil, errors.New("first attempt fails") // retried once, as the channel's delivery says
+		}
+		return appender(" billed").Handle(ctx, e)
+	}))
+	reg.Bind("Service", "shipping", shipping)
+	reg.Bind("Service", "audit", audit)
+	app := start(t, set, &reg)
+	if _, err := app.Flow("InMemoryChannel", "orders").Handle(context.Background(), newEvent("o1", time.Now(), `{"message":"order"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if e := shipping.next(t); e.ID() != "o1" {
+		t.Errorf("shipping got %s", e)
+	}
+	if e := audit.next(t); string(e.Data()) != `{"id":0,"message":"order billed"}` {
+		t.Errorf("audit got %s", e.Data())
+	}
+	if _, err := app.Flow("InMemoryChannel", "unused").Handle(context.Background(), newEvent("o2", time.Now(), `{}`)); err != nil {
+		t.Errorf("a channel without subscriptions refused an event: %v", err)
+	}
+}
+
+func TestStatus(t *testing.T) {
+	var reg manifest.Registry
+	reg.Bind("Service", "first", flows.Discard)
+	reg.Bind("Service", "second", flows.Discard)
+	reg.BindURL("Service", "third", "http://127.0.0.1:8083")
+	app, err := manifest.Build(readSeed(t, "sequence"), &reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := app.Status(); st[0].Ready != "Unknown" || st[0].Reason != "NotStarted" {
+		t.Errorf("before Start: %+v", st[0])
+	}
+	if err := app.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st := app.Status()
+	var b strings.Builder
+	manifest.WriteStatus(&b, st, st[0].Since.Add(3*time.Hour+48*time.Minute))
+	want := `NAME       URL   AGE     READY   REASON
+sequence         3h48m   True
+
+NAME          SINK                AGE     READY   REASON
+ping-source   Sequence/sequence   3h48m   True
+
+NAME     URL                     AGE     READY   REASON
+first                            3h48m   True
+second                           3h48m   True
+third    http://127.0.0.1:8083   3h48m   True
+`
+	if b.String() != want {
+		t.Errorf("status:\n%s\nwant:\n%s", b.String(), want)
+	}
+	if err := app.Start(context.Background()); !errors.Is(err, manifest.ErrState) {
+		t.Errorf("second Start = %v; want ErrState", err)
+	}
+	app.Shutdown(context.Background())
+	if st := app.Status(); st[0].Ready != "False" || st[0].Reason != "Stopped" {
+		t.Errorf("after Shutdown: %+v", st[0])
+	}
+}
