@@ -333,12 +333,14 @@ func (f *Flow) abort() []event.Event {
 	f.mu.Lock()
 	f.aborted = true
 	f.mu.Unlock()
-	f.cancel()
+	// Channels first, so that messages handed back by cancelled workers are
+	// kept aside instead of being received again.
 	for _, st := range f.stages {
 		if mc, ok := st.ch.(*InMemoryChannel); ok {
 			mc.abort()
 		}
 	}
+	f.cancel()
 	<-f.stopped
 	f.lostOnce.Do(func() {
 		for _, st := range f.stages {

@@ -58,6 +58,11 @@ func (s *subscription) work(ctx context.Context) {
 			continue
 		}
 		receiveFailures = 0
+		if ctx.Err() != nil {
+			// Stopped hard while a message was ready: leave it undelivered.
+			m.Nack(0)
+			return
+		}
 		s.process(ctx, m)
 	}
 }
