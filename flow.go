@@ -95,10 +95,10 @@ type Flow struct {
 	drained  chan struct{} // closed when a graceful drain completed
 	stopped  chan struct{} // closed when every worker has returned
 
-	mu        sync.Mutex
-	aborted   bool
-	lostOnce  sync.Once
-	lost      []event.Event
+	mu       sync.Mutex
+	aborted  bool
+	lostOnce sync.Once
+	lost     []event.Event
 }
 
 // stage is a channel and the subscriptions that read from it. Stages are

@@ -29,9 +29,9 @@ type subscription struct {
 	// httpSubscriber is set when the subscriber exchanges pass-through
 	// headers (an HTTPTarget).
 	httpSubscriber bool
-	workers    int
-	log        *slog.Logger
-	wg         sync.WaitGroup
+	workers        int
+	log            *slog.Logger
+	wg             sync.WaitGroup
 }
 
 // start launches the workers; they stop when the receiver is drained or ctx ends.
