@@ -3,7 +3,13 @@ package flows_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"net/http/httptest"
+	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -163,4 +169,126 @@ func BenchmarkHTTPSequence3Steps(b *testing.B) {
 		b.Fatal(err)
 	}
 	runFlow(b, f, c)
+}
+
+// appenderServer serves the appender step on 127.0.0.1 and counts new connections.
+func appenderServer(b *testing.B, h http.Handler) (*httptest.Server, *atomic.Int64) {
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	b.Cleanup(srv.Close)
+	return srv, &conns
+}
+
+// rawAppender is the appender written against net/http alone: the same
+// binary-mode bytes in and out, without the CloudEvents SDK.
+var rawAppender = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	var m msg
+	if err := json.NewDecoder(r.Body).Decode(&m); err != nil {
+		http.Error(w, err.Error(), 400)
+		return
+	}
+	m.Message += suffixes[0]
+	for k, v := range r.Header {
+		if strings.HasPrefix(k, "Ce-") {
+			w.Header()[k] = v
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(m)
+})
+
+var benchClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, MaxIdleConns: 1024}}
+
+func rawPost(b *testing.B, url string) {
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(`{"message":"hello, world!"}`))
+	req.Header.Set("Ce-Specversion", "1.0")
+	req.Header.Set("Ce-Id", "1")
+	req.Header.Set("Ce-Source", "/test")
+	req.Header.Set("Ce-Type", "test.event")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := benchClient.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		b.Fatalf("status %d", resp.StatusCode)
+	}
+}
+
+func benchClients(b *testing.B, clients int, post func()) {
+	b.SetParallelism(max(clients/runtime.GOMAXPROCS(0), 1))
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			post()
+		}
+	})
+}
+
+// BenchmarkBaselineRawHTTPHop is one POST with net/http to a net/http appender.
+func BenchmarkBaselineRawHTTPHop(b *testing.B) {
+	for _, clients := range []int{1, 32} {
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+			b.ReportAllocs()
+			srv, conns := appenderServer(b, rawAppender)
+			b.ResetTimer()
+			benchClients(b, clients, func() { rawPost(b, srv.URL) })
+			report(b)
+			b.ReportMetric(float64(conns.Load())/float64(b.N), "conns/event")
+		})
+	}
+}
+
+// BenchmarkHTTPHop is one delivery by a flow to the same HTTP subscriber
+// as the baseline, whose reply the flow forwards.
+func BenchmarkHTTPHop(b *testing.B) {
+	for _, clients := range []int{1, 32} {
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+			b.ReportAllocs()
+			srv, conns := appenderServer(b, rawAppender)
+			f, err := (&flows.Sequence{Steps: []flows.Step{{Subscriber: flows.HTTP(srv.URL)}}, Reply: flows.Discard}).
+				Start(context.Background(), flows.WithConcurrency(clients))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer f.Shutdown(context.Background())
+			b.ResetTimer()
+			benchClients(b, clients, func() {
+				if _, err := f.Handle(context.Background(), benchEvent()); err != nil {
+					b.Fatal(err)
+				}
+			})
+			report(b)
+			b.ReportMetric(float64(conns.Load())/float64(b.N), "conns/event")
+		})
+	}
+}
+
+// BenchmarkIngressHop is a client POST to a flow's synchronous ingress,
+// which delivers to the same HTTP subscriber: two HTTP exchanges per event.
+func BenchmarkIngressHop(b *testing.B) {
+	for _, clients := range []int{1, 32} {
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+			b.ReportAllocs()
+			srv, conns := appenderServer(b, rawAppender)
+			f, err := (&flows.Sequence{Steps: []flows.Step{{Subscriber: flows.HTTP(srv.URL)}}, Reply: flows.Discard}).
+				Start(context.Background(), flows.WithConcurrency(clients))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer f.Shutdown(context.Background())
+			ingress, ingressConns := appenderServer(b, flows.NewIngress(f, flows.Synchronous()))
+			b.ResetTimer()
+			benchClients(b, clients, func() { rawPost(b, ingress.URL) })
+			report(b)
+			b.ReportMetric(float64(conns.Load()+ingressConns.Load())/float64(b.N), "conns/event")
+		})
+	}
 }

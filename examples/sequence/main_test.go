@@ -13,7 +13,7 @@ const want = `"message": "hello, world! - Handled by 0 - Handled by 1 - Handled 
 func TestSequenceDemo(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var out bytes.Buffer
-		if err := run(context.Background(), &out, "* * * * * *", 3, false); err != nil {
+		if err := run(context.Background(), &out, "* * * * * *", 3, false, ""); err != nil {
 			t.Fatal(err)
 		}
 		if n := strings.Count(out.String(), want); n != 3 {
@@ -30,7 +30,7 @@ func TestSequenceDemo(t *testing.T) {
 func TestSequenceDemoOverHTTP(t *testing.T) {
 	// Real servers on 127.0.0.1 cannot run on the fake clock: one real tick.
 	var out bytes.Buffer
-	if err := run(context.Background(), &out, "* * * * * *", 1, true); err != nil {
+	if err := run(context.Background(), &out, "* * * * * *", 1, true, ""); err != nil {
 		t.Fatal(err)
 	}
 	if n := strings.Count(out.String(), want); n != 1 {
@@ -39,7 +39,7 @@ func TestSequenceDemoOverHTTP(t *testing.T) {
 }
 
 func TestBadScheduleIsReported(t *testing.T) {
-	err := run(context.Background(), &bytes.Buffer{}, "every second", 1, false)
+	err := run(context.Background(), &bytes.Buffer{}, "every second", 1, false, "")
 	if err == nil || !strings.Contains(err.Error(), `schedule: "every second"`) {
 		t.Errorf("run = %v, want a schedule error", err)
 	}
