@@ -233,7 +233,12 @@ func (f *Flow) publish(ctx context.Context, e *event.Event) error {
 // Completion is tracked through in-memory channels; with other channels
 // Handle returns once the event was accepted.
 func (f *Flow) Handle(ctx context.Context, e event.Event) (*event.Event, error) {
-	return sendAndWait(ctx, &e, f.publish)
+	reply, err := sendAndWait(ctx, &e, f.publish)
+	if errors.Is(err, ErrClosed) || errors.Is(err, ErrInvalidEvent) {
+		// As a step of another flow, retrying cannot help.
+		err = Permanent(err)
+	}
+	return reply, err
 }
 
 // sendAndWait publishes e with a tracker and waits for it.

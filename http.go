@@ -251,7 +251,7 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 //   - a reply is written in binary mode with status 200; no event gets 202
 //     with an empty body;
 //   - a failure gets 500, or 400 if it is [Permanent] (so that it is not
-//     retried); an [*HTTPError] keeps its status code.
+//     retried); an [*HTTPError] keeps its status code and Retry-After.
 func NewHTTPHandler(h Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
@@ -275,6 +275,9 @@ func NewHTTPHandler(h Handler) http.Handler {
 			switch {
 			case errors.As(err, &he):
 				status = he.StatusCode
+				if he.RetryAfter > 0 {
+					w.Header().Set("Retry-After", strconv.Itoa(int(he.RetryAfter.Round(time.Second)/time.Second)))
+				}
 			case IsPermanent(err):
 				status = http.StatusBadRequest
 			}

@@ -258,3 +258,14 @@ func TestHTTPTargetConcurrentUse(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestNewHTTPHandlerKeepsRetryAfter(t *testing.T) {
+	srv, _ := newServer(t, flows.NewHTTPHandler(flows.HandlerFunc(func(context.Context, event.Event) (*event.Event, error) {
+		return nil, &flows.HTTPError{StatusCode: 503, RetryAfter: 2 * time.Second}
+	})))
+	_, err := flows.HTTP(srv.URL).Handle(context.Background(), newEvent("1", nil))
+	var he *flows.HTTPError
+	if !errors.As(err, &he) || he.StatusCode != 503 || he.RetryAfter != 2*time.Second {
+		t.Errorf("err = %v, want a 503 with Retry-After 2s", err)
+	}
+}
