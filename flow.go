@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,6 +23,7 @@ type options struct {
 	concurrency     int
 	logger          *slog.Logger
 	shutdownTimeout time.Duration
+	allowURL        func(*url.URL) error
 }
 
 func buildOptions(opts []Option) options {

@@ -69,6 +69,11 @@ func MaxBodyBytes(n int64) IngressOption {
 	}
 }
 
+// WithAuthenticator makes the ingress check each request with a before
+// reading its body; a refused request gets 401 or 403 and never reaches
+// the flow.
+func WithAuthenticator(a Authenticator) IngressOption { return func(in *Ingress) { in.auth = a } }
+
 // IngressLogger makes the ingress log refused requests through l, at Debug.
 func IngressLogger(l *slog.Logger) IngressOption { return func(in *Ingress) { in.log = l } }
 
@@ -93,6 +98,7 @@ func IngressLogger(l *slog.Logger) IngressOption { return func(in *Ingress) { in
 // with the event to HTTP subscribers.
 type Ingress struct {
 	dst     Sender
+	auth    Authenticator
 	sync    bool
 	maxBody int64
 	log     *slog.Logger
@@ -124,6 +130,18 @@ func (in *Ingress) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", "POST, OPTIONS")
 		in.refuse(w, r, http.StatusMethodNotAllowed, "only POST is allowed")
 		return
+	}
+	if in.auth != nil {
+		if err := in.auth.Authenticate(r); err != nil {
+			status := http.StatusUnauthorized
+			if errors.Is(err, ErrForbidden) {
+				status = http.StatusForbidden
+			} else {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="flows"`)
+			}
+			in.refuse(w, r, status, http.StatusText(status))
+			return
+		}
 	}
 	if r.ContentLength > in.maxBody {
 		in.refuse(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes exceeds the limit of %d", r.ContentLength, in.maxBody))
