@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -113,9 +114,13 @@ func (c *InMemoryChannel) Publish(ctx context.Context, e *event.Event) error {
 			return err
 		}
 	}
-	tr := trackerFrom(ctx)
-	if tr != nil {
-		tr.add(len(subs))
+	var tr *tracker
+	var header http.Header
+	if env := envelopeFrom(ctx); env != nil {
+		tr, header = env.tr, env.header
+		if tr != nil {
+			tr.add(len(subs))
+		}
 	}
 	for i, q := range subs {
 		ev := e
@@ -124,7 +129,7 @@ func (c *InMemoryChannel) Publish(ctx context.Context, e *event.Event) error {
 			ev = &c
 		}
 		// Never blocks: the slot acquired above has room in q.ready.
-		q.ready <- &memMessage{e: ev, attempt: 1, q: q, tr: tr}
+		q.ready <- &memMessage{e: ev, attempt: 1, q: q, tr: tr, header: header}
 	}
 	return nil
 }
@@ -312,12 +317,13 @@ type memMessage struct {
 	attempt int
 	q       *memQueue
 	tr      *tracker
+	header  http.Header
 	done    bool
 }
 
 func (m *memMessage) Event() *event.Event { return m.e }
 func (m *memMessage) Attempt() int        { return m.attempt }
-func (m *memMessage) tracker() *tracker   { return m.tr }
+func (m *memMessage) envelope() envelope  { return envelope{tr: m.tr, header: m.header} }
 
 func (m *memMessage) Ack() error {
 	if m.done {
@@ -376,26 +382,37 @@ func (t *tracker) result() error {
 	return t.err
 }
 
-type trackerKey struct{}
-
-func withTracker(ctx context.Context, t *tracker) context.Context {
-	if t == nil {
-		return ctx
-	}
-	return context.WithValue(ctx, trackerKey{}, t)
+// envelope is what travels beside an event inside the process: the tracker
+// of a synchronous sender, and the pass-through headers of the HTTP request
+// that brought it (see [PassThroughHeaders]). Channels that cannot carry
+// it (a durable one) drop it: the sender then does not wait and headers
+// stop at the channel.
+type envelope struct {
+	tr     *tracker
+	header http.Header
+	// replyHeader is filled by an HTTP subscriber with the pass-through
+	// headers of its response, for the reply hop.
+	replyHeader http.Header
 }
 
-func trackerFrom(ctx context.Context) *tracker {
-	t, _ := ctx.Value(trackerKey{}).(*tracker)
-	return t
+type envelopeKey struct{}
+
+func withEnvelope(ctx context.Context, env *envelope) context.Context {
+	return context.WithValue(ctx, envelopeKey{}, env)
 }
 
-// trackerOf returns the tracker a message carries, if its channel keeps one.
-func trackerOf(m Message) *tracker {
-	if tm, ok := m.(interface{ tracker() *tracker }); ok {
-		return tm.tracker()
+func envelopeFrom(ctx context.Context) *envelope {
+	env, _ := ctx.Value(envelopeKey{}).(*envelope)
+	return env
+}
+
+// envelopeOf returns what a message carries beside its event, if its
+// channel keeps anything.
+func envelopeOf(m Message) envelope {
+	if em, ok := m.(interface{ envelope() envelope }); ok {
+		return em.envelope()
 	}
-	return nil
+	return envelope{}
 }
 
 // channelSink is the Handler that publishes to a channel: the reply

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,6 +23,7 @@ type options struct {
 	concurrency     int
 	logger          *slog.Logger
 	shutdownTimeout time.Duration
+	allowURL        func(*url.URL) error
 }
 
 func buildOptions(opts []Option) options {
@@ -95,11 +97,10 @@ type Flow struct {
 	drained  chan struct{} // closed when a graceful drain completed
 	stopped  chan struct{} // closed when every worker has returned
 
-	mu        sync.Mutex
-	aborted   bool
-	lostOnce  sync.Once
-	lost      []event.Event
-	trackLost []*tracker
+	mu       sync.Mutex
+	aborted  bool
+	lostOnce sync.Once
+	lost     []event.Event
 }
 
 // stage is a channel and the subscriptions that read from it. Stages are
@@ -157,6 +158,7 @@ func (b *builder) subscribe(ch Channel, s *subscription) {
 		return
 	}
 	s.recv = recv
+	_, s.httpSubscriber = s.subscriber.(*HTTPTarget)
 	s.workers = b.opts.concurrency
 	s.log = b.opts.logger
 	for _, st := range b.f.stages {
@@ -217,17 +219,9 @@ func (f *Flow) publish(ctx context.Context, e *event.Event) error {
 	if f.stopping.Load() {
 		return ErrClosed
 	}
-	if e.Context == nil {
-		return fmt.Errorf("%w: no attributes", ErrInvalidEvent)
+	if err := validEvent(e); err != nil {
+		return err
 	}
-	if err := e.Validate(); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidEvent, err)
-	}
-	// The caller keeps its event: its attributes live behind a shared
-	// pointer, so copy them. Data is replaced, never written in place, by
-	// the SDK's setters, so sharing it is safe.
-	e.Context = e.Context.Clone()
-	e.FieldErrors = nil
 	return f.input.Publish(ctx, e)
 }
 
@@ -241,17 +235,45 @@ func (f *Flow) publish(ctx context.Context, e *event.Event) error {
 // Completion is tracked through in-memory channels; with other channels
 // Handle returns once the event was accepted.
 func (f *Flow) Handle(ctx context.Context, e event.Event) (*event.Event, error) {
-	tr := newTracker()
-	if err := f.publish(withTracker(ctx, tr), &e); err != nil {
+	reply, err := sendAndWait(ctx, &e, f.publish)
+	if errors.Is(err, ErrClosed) || errors.Is(err, ErrInvalidEvent) {
+		// As a step of another flow, retrying cannot help.
+		err = Permanent(err)
+	}
+	return reply, err
+}
+
+// sendAndWait publishes e with a tracker and waits for it.
+func sendAndWait(ctx context.Context, e *event.Event, publish func(context.Context, *event.Event) error) (*event.Event, error) {
+	env := &envelope{tr: newTracker()}
+	if outer := envelopeFrom(ctx); outer != nil {
+		env.header = outer.header
+	}
+	if err := publish(withEnvelope(ctx, env), e); err != nil {
 		return nil, err
 	}
-	tr.finish()
+	env.tr.finish()
 	select {
-	case <-tr.done:
-		return nil, tr.result()
+	case <-env.tr.done:
+		return nil, env.tr.result()
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// validEvent checks an event from outside and gives it its own attributes:
+// they live behind a pointer the caller keeps. Data is replaced, never
+// written in place, by the SDK's setters, so sharing it is safe.
+func validEvent(e *event.Event) error {
+	if e.Context == nil {
+		return fmt.Errorf("%w: no attributes", ErrInvalidEvent)
+	}
+	if err := e.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidEvent, err)
+	}
+	e.Context = e.Context.Clone()
+	e.FieldErrors = nil
+	return nil
 }
 
 // destination names the flow in knativeerrordest when it is a failed hop.
@@ -333,12 +355,14 @@ func (f *Flow) abort() []event.Event {
 	f.mu.Lock()
 	f.aborted = true
 	f.mu.Unlock()
-	f.cancel()
+	// Channels first, so that messages handed back by cancelled workers are
+	// kept aside instead of being received again.
 	for _, st := range f.stages {
 		if mc, ok := st.ch.(*InMemoryChannel); ok {
 			mc.abort()
 		}
 	}
+	f.cancel()
 	<-f.stopped
 	f.lostOnce.Do(func() {
 		for _, st := range f.stages {

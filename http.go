@@ -3,12 +3,14 @@ package flows
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,6 +45,15 @@ type HTTPTarget struct {
 	// instead of binary mode.
 	Structured bool
 
+	// TLSConfig, if set, is used for https connections to this target, for
+	// example to trust a private CA (RootCAs) or present a client
+	// certificate. It is ignored when Client is set.
+	TLSConfig *tls.Config
+
+	// Header, if set, is called before each request to add headers, such as
+	// an Authorization token. An error fails the attempt.
+	Header func(ctx context.Context, h http.Header) error
+
 	once   sync.Once
 	client *http.Client
 }
@@ -69,6 +80,12 @@ func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastR
 
 func (t *HTTPTarget) httpClient() *http.Client {
 	t.once.Do(func() {
+		if t.Client == nil && t.TLSConfig != nil {
+			tr := sharedClient.Transport.(*http.Transport).Clone()
+			tr.TLSClientConfig = t.TLSConfig.Clone()
+			t.client = &http.Client{Transport: tr, CheckRedirect: noRedirects}
+			return
+		}
 		if t.Client == nil {
 			t.client = sharedClient
 			return
@@ -108,10 +125,24 @@ func (t *HTTPTarget) Handle(ctx context.Context, e event.Event) (*event.Event, e
 	if err := cehttp.WriteRequest(wctx, binding.ToMessage(&e), req); err != nil {
 		return nil, Permanent(fmt.Errorf("flows: encoding event %s for %s: %w", e.ID(), t.URL, err))
 	}
+	env := envelopeFrom(ctx)
+	if env != nil {
+		for k, v := range env.header {
+			req.Header[k] = v
+		}
+	}
 	req.Header.Set("Prefer", "reply")
+	if t.Header != nil {
+		if err := t.Header(ctx, req.Header); err != nil {
+			return nil, fmt.Errorf("flows: preparing headers for %s: %w", t.URL, err)
+		}
+	}
 	resp, err := t.httpClient().Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("flows: POST %s: %w", t.URL, err)
+	}
+	if env != nil {
+		env.replyHeader = PassThroughHeaders(resp.Header)
 	}
 	defer func() {
 		// Drain whatever is left so the connection goes back to the pool.
@@ -146,6 +177,29 @@ func readReply(ctx context.Context, target string, resp *http.Response) (*event.
 		return nil, Permanent(fmt.Errorf("flows: %s replied with a malformed event: %w", target, err))
 	}
 	return reply, nil
+}
+
+// PassThroughHeaders returns the headers of h that Knative carries from an
+// incoming request to the subscriber, and from the subscriber's response to
+// the reply: X-Request-Id, Retry-After, Knative-*, X-B3-*, and the W3C
+// Traceparent and Tracestate. Ce-* headers are never copied raw: they are
+// the event's attributes. It returns nil if there are none.
+func PassThroughHeaders(h http.Header) http.Header {
+	var out http.Header
+	for k, v := range h {
+		lk := strings.ToLower(k)
+		switch {
+		case lk == "x-request-id", lk == "retry-after", lk == "traceparent", lk == "tracestate",
+			strings.HasPrefix(lk, "knative-"), strings.HasPrefix(lk, "x-b3-"):
+		default:
+			continue
+		}
+		if out == nil {
+			out = make(http.Header)
+		}
+		out[http.CanonicalHeaderKey(k)] = append([]string(nil), v...)
+	}
+	return out
 }
 
 // HTTPError is the failure of an HTTP delivery that got a non-2xx answer.
@@ -197,7 +251,7 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 //   - a reply is written in binary mode with status 200; no event gets 202
 //     with an empty body;
 //   - a failure gets 500, or 400 if it is [Permanent] (so that it is not
-//     retried); an [*HTTPError] keeps its status code.
+//     retried); an [*HTTPError] keeps its status code and Retry-After.
 func NewHTTPHandler(h Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
@@ -210,13 +264,20 @@ func NewHTTPHandler(h Handler) http.Handler {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		reply, err := call(r.Context(), h, *e, nil)
+		ctx := r.Context()
+		if hdr := PassThroughHeaders(r.Header); hdr != nil {
+			ctx = withEnvelope(ctx, &envelope{header: hdr})
+		}
+		reply, err := call(ctx, h, *e, nil)
 		if err != nil {
 			status := http.StatusInternalServerError
 			var he *HTTPError
 			switch {
 			case errors.As(err, &he):
 				status = he.StatusCode
+				if he.RetryAfter > 0 {
+					w.Header().Set("Retry-After", strconv.Itoa(int(he.RetryAfter.Round(time.Second)/time.Second)))
+				}
 			case IsPermanent(err):
 				status = http.StatusBadRequest
 			}

@@ -71,14 +71,26 @@ func (p *Parallel) Validate() error {
 		if isNil(br.Subscriber) {
 			pr.add(path+".subscriber", "missing: every branch needs a subscriber")
 		}
-		validateHandler(pr, path+".subscriber", br.Subscriber)
-		validateHandler(pr, path+".filter", br.Filter)
-		validateHandler(pr, path+".reply", br.Reply)
 		br.Delivery.validate(pr, path+".delivery")
 	}
-	validateHandler(pr, "reply", p.Reply)
 	p.Delivery.validate(pr, "delivery")
+	for _, h := range p.handlers() {
+		validateHandler(pr, h.path, h.h)
+	}
 	return pr.err()
+}
+
+// handlers lists every handler of the definition with its field path.
+func (p *Parallel) handlers() []pathHandler {
+	var out []pathHandler
+	for i, br := range p.Branches {
+		path := fmt.Sprintf("branches[%d]", i)
+		out = append(out, pathHandler{path + ".filter", br.Filter}, pathHandler{path + ".subscriber", br.Subscriber},
+			pathHandler{path + ".reply", br.Reply})
+		out = br.Delivery.appendHandlers(out, path+".delivery")
+	}
+	out = append(out, pathHandler{"reply", p.Reply})
+	return p.Delivery.appendHandlers(out, "delivery")
 }
 
 // Start validates the definition, wires its channels and subscriptions and
@@ -90,6 +102,9 @@ func (p *Parallel) Start(ctx context.Context, opts ...Option) (*Flow, error) {
 	}
 	name := p.name()
 	b := newBuilder(ctx, name, opts)
+	if err := b.opts.checkDestinations("parallel "+strconv.Quote(name), p.handlers()); err != nil {
+		return nil, err
+	}
 	ingressName := name + "-kn-parallel"
 	ingress := b.channel(ingressName)
 

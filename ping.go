@@ -153,9 +153,15 @@ func (p *Ping) parse() (cron.Schedule, []byte, error) {
 	if isNil(p.Sink) {
 		pr.add("sink", "missing: a ping source needs a sink")
 	}
-	validateHandler(pr, "sink", p.Sink)
 	p.Delivery.validate(pr, "delivery")
+	for _, h := range p.handlers() {
+		validateHandler(pr, h.path, h.h)
+	}
 	return sched, data, pr.err()
+}
+
+func (p *Ping) handlers() []pathHandler {
+	return p.Delivery.appendHandlers([]pathHandler{{"sink", p.Sink}}, "delivery")
 }
 
 // Validate reports every problem of the definition at once, as
@@ -218,6 +224,9 @@ func (p *Ping) Start(ctx context.Context, opts ...Option) (*Source, error) {
 	}
 	o := buildOptions(opts)
 	name, _ := p.names()
+	if err := o.checkDestinations("ping "+strconv.Quote(name), p.handlers()); err != nil {
+		return nil, err
+	}
 	s := &Source{
 		p:        p,
 		sched:    sched,

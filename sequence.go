@@ -61,12 +61,25 @@ func (s *Sequence) Validate() error {
 		if isNil(st.Subscriber) {
 			p.add(path+".subscriber", "missing: every step needs a subscriber")
 		}
-		validateHandler(p, path+".subscriber", st.Subscriber)
 		st.Delivery.validate(p, path+".delivery")
 	}
-	validateHandler(p, "reply", s.Reply)
 	s.Delivery.validate(p, "delivery")
+	for _, h := range s.handlers() {
+		validateHandler(p, h.path, h.h)
+	}
 	return p.err()
+}
+
+// handlers lists every handler of the definition with its field path.
+func (s *Sequence) handlers() []pathHandler {
+	var out []pathHandler
+	for i, st := range s.Steps {
+		path := fmt.Sprintf("steps[%d]", i)
+		out = append(out, pathHandler{path + ".subscriber", st.Subscriber})
+		out = st.Delivery.appendHandlers(out, path+".delivery")
+	}
+	out = append(out, pathHandler{"reply", s.Reply})
+	return s.Delivery.appendHandlers(out, "delivery")
 }
 
 // Start validates the definition, wires its channels and subscriptions and
@@ -79,6 +92,9 @@ func (s *Sequence) Start(ctx context.Context, opts ...Option) (*Flow, error) {
 	}
 	name := s.name()
 	b := newBuilder(ctx, name, opts)
+	if err := b.opts.checkDestinations("sequence "+strconv.Quote(name), s.handlers()); err != nil {
+		return nil, err
+	}
 	chans := make([]Channel, len(s.Steps))
 	names := make([]string, len(s.Steps))
 	for i := range s.Steps {

@@ -26,9 +26,12 @@ type subscription struct {
 	replyDest  string
 	delivery   *Delivery
 	filterHop  bool // a Parallel filter: no retries, no dead letter (as Knative)
-	workers    int
-	log        *slog.Logger
-	wg         sync.WaitGroup
+	// httpSubscriber is set when the subscriber exchanges pass-through
+	// headers (an HTTPTarget).
+	httpSubscriber bool
+	workers        int
+	log            *slog.Logger
+	wg             sync.WaitGroup
 }
 
 // start launches the workers; they stop when the receiver is drained or ctx ends.
@@ -58,6 +61,11 @@ func (s *subscription) work(ctx context.Context) {
 			continue
 		}
 		receiveFailures = 0
+		if ctx.Err() != nil {
+			// Stopped hard while a message was ready: leave it undelivered.
+			m.Nack(0)
+			return
+		}
 		s.process(ctx, m)
 	}
 }
@@ -66,7 +74,8 @@ func (s *subscription) work(ctx context.Context) {
 func (s *subscription) process(ctx context.Context, m Message) {
 	e := m.Event()
 	attempt := m.Attempt()
-	tr := trackerOf(m)
+	env := envelopeOf(m)
+	tr := env.tr
 	d := s.delivery
 	if s.filterHop {
 		d = nil
@@ -77,10 +86,23 @@ func (s *subscription) process(ctx context.Context, m Message) {
 		// A retry or the dead-letter sink may need the event as it was.
 		in = e.Clone()
 	}
-	reply, err := call(ctx, s.subscriber, in, d)
+	hctx := ctx
+	var henv *envelope
+	if env.header != nil || s.httpSubscriber {
+		// Only HTTP subscribers read and answer pass-through headers;
+		// others get them for their own hops.
+		henv = &envelope{header: env.header}
+		hctx = withEnvelope(ctx, henv)
+	}
+	reply, err := call(hctx, s.subscriber, in, d)
 	dest, attempts, replyFailed := s.subDest, attempt, false
 	if err == nil && reply != nil && s.reply != nil {
-		attempts, err = deliver(withTracker(ctx, tr), s.reply, reply, d)
+		renv := &envelope{tr: tr, header: env.header}
+		if s.httpSubscriber {
+			// As Knative: the reply hop carries the subscriber's response headers.
+			renv.header = henv.replyHeader
+		}
+		attempts, err = deliver(withEnvelope(ctx, renv), s.reply, reply, d)
 		dest, replyFailed = s.replyDest, err != nil
 	}
 	switch {
@@ -103,7 +125,7 @@ func (s *subscription) process(ctx context.Context, m Message) {
 
 	if d != nil && d.DeadLetter != nil {
 		dl := deadLetterEvent(e, dest, err)
-		_, dlErr := deliver(withTracker(ctx, tr), d.DeadLetter, &dl, d)
+		_, dlErr := deliver(withEnvelope(ctx, &envelope{tr: tr, header: env.header}), d.DeadLetter, &dl, d)
 		if dlErr == nil {
 			s.log.LogAttrs(ctx, slog.LevelWarn, "flows: event sent to the dead-letter sink",
 				slog.String("subscription", s.name), slog.String("id", e.ID()),

@@ -25,17 +25,18 @@ func main() {
 	schedule := flag.String("schedule", "* * * * * *", "cron schedule of the ping source (with a seconds field: every second)")
 	events := flag.Int("events", 3, "exit after this many events were displayed (0: run until interrupted)")
 	useHTTP := flag.Bool("http", false, "run the services as HTTP servers on 127.0.0.1")
+	listen := flag.String("listen", "", "also serve the sequence's ingress on this address, e.g. 127.0.0.1:8080")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, os.Stdout, *schedule, *events, *useHTTP); err != nil {
+	if err := run(ctx, os.Stdout, *schedule, *events, *useHTTP, *listen); err != nil {
 		fmt.Fprintln(os.Stderr, "sequence:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, out io.Writer, schedule string, events int, useHTTP bool) error {
+func run(ctx context.Context, out io.Writer, schedule string, events int, useHTTP bool, listen string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	displayed := 0
@@ -75,6 +76,15 @@ func run(ctx context.Context, out io.Writer, schedule string, events int, useHTT
 	}).Start(ctx)
 	if err != nil {
 		return err
+	}
+	if listen != "" {
+		srv, err := flows.ListenAndServe(listen, flows.NewIngress(seq))
+		if err != nil {
+			seq.Close()
+			return err
+		}
+		defer srv.Close()
+		fmt.Fprintf(os.Stderr, "sequence: ingress listening on %s\n", srv.URL())
 	}
 	ping, err := (&flows.Ping{
 		Name:        "ping-source",

@@ -1,0 +1,271 @@
+package flows_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/binding"
+	"github.com/cloudevents/sdk-go/v2/event"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+	"github.com/eventflows/flows"
+)
+
+// newServer starts an httptest server on 127.0.0.1 that counts new connections.
+func newServer(t *testing.T, h http.Handler) (*httptest.Server, *atomic.Int64) {
+	t.Helper()
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv, &conns
+}
+
+func TestHTTPTargetSendsBinaryModeAndReadsTheReply(t *testing.T) {
+	var got http.Header
+	var body string
+	srv, _ := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r.Header.Clone()
+		b, _ := io.ReadAll(r.Body)
+		body = string(b)
+		w.Header().Set("Ce-Specversion", "1.0")
+		w.Header().Set("Ce-Id", "reply-1")
+		w.Header().Set("Ce-Source", "/server")
+		w.Header().Set("Ce-Type", "replied")
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"ok":true}`))
+	}))
+	e := newEvent("1", map[string]string{"message": "hi"})
+	e.SetExtension("tenant", "acme")
+	reply, err := flows.HTTP(srv.URL).Handle(context.Background(), e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Get("Ce-Id") != "1" || got.Get("Ce-Type") != "test.event" || got.Get("Ce-Tenant") != "acme" || got.Get("Content-Type") != "application/json" {
+		t.Errorf("request headers are not binary mode: %v", got)
+	}
+	if got.Get("Prefer") != "reply" {
+		t.Errorf("Prefer = %q, want reply", got.Get("Prefer"))
+	}
+	if body != `{"message":"hi"}` {
+		t.Errorf("body = %q", body)
+	}
+	if reply == nil || reply.ID() != "reply-1" || reply.Type() != "replied" || string(reply.Data()) != `{"ok":true}` {
+		t.Errorf("reply = %v", reply)
+	}
+}
+
+func TestHTTPTargetStructuredMode(t *testing.T) {
+	var ct string
+	var payload map[string]any
+	srv, _ := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ct = r.Header.Get("Content-Type")
+		json.NewDecoder(r.Body).Decode(&payload)
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	target := &flows.HTTPTarget{URL: srv.URL, Structured: true}
+	reply, err := target.Handle(context.Background(), newEvent("7", map[string]int{"n": 1}))
+	if err != nil || reply != nil {
+		t.Fatalf("Handle = %v, %v; want no event and no error for a 202 without event", reply, err)
+	}
+	if ct != "application/cloudevents+json" || payload["id"] != "7" || payload["specversion"] != "1.0" {
+		t.Errorf("structured request: content type %q, payload %v", ct, payload)
+	}
+}
+
+func TestHTTPStatusesFollowKnative(t *testing.T) {
+	cases := []struct {
+		status    int
+		retryable bool
+	}{
+		{500, true}, {502, true}, {503, true}, {504, true}, {404, true}, {408, true}, {409, true}, {429, true},
+		{400, false}, {401, false}, {403, false}, {410, false}, {422, false}, {301, false}, {302, false}, {307, false},
+	}
+	for _, tc := range cases {
+		t.Run(http.StatusText(tc.status), func(t *testing.T) {
+			var calls atomic.Int32
+			srv, _ := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				calls.Add(1)
+				if tc.status >= 300 && tc.status < 400 {
+					w.Header().Set("Location", "/elsewhere")
+				}
+				w.WriteHeader(tc.status)
+				io.WriteString(w, "details")
+			}))
+			dls := newSink()
+			f := start(t, &flows.Sequence{Steps: []flows.Step{{Subscriber: flows.HTTP(srv.URL)}},
+				Delivery: &flows.Delivery{Retry: 2, DeadLetter: dls}})
+			f.Handle(context.Background(), newEvent("1", nil))
+			want := int32(1)
+			if tc.retryable {
+				want = 3
+			}
+			// A redirect is not followed: the server saw only our POSTs.
+			if calls.Load() != want {
+				t.Errorf("server called %d times, want %d", calls.Load(), want)
+			}
+			dl := dls.wait(t, 1)[0]
+			if dl.Extensions()[flows.ExtensionErrorDest] != srv.URL {
+				t.Errorf("knativeerrordest = %v, want the URL", dl.Extensions()[flows.ExtensionErrorDest])
+			}
+			if dl.Extensions()[flows.ExtensionErrorData] != "ZGV0YWlscw==" {
+				t.Errorf("knativeerrordata = %v, want base64 of the body", dl.Extensions()[flows.ExtensionErrorData])
+			}
+		})
+	}
+}
+
+func TestHTTPErrorCarriesStatusBodyAndRetryAfter(t *testing.T) {
+	srv, _ := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "7")
+		http.Error(w, "slow down", http.StatusTooManyRequests)
+	}))
+	_, err := flows.HTTP(srv.URL).Handle(context.Background(), newEvent("1", nil))
+	var he *flows.HTTPError
+	if !errors.As(err, &he) {
+		t.Fatalf("err = %v, want *HTTPError", err)
+	}
+	if he.StatusCode != 429 || strings.TrimSpace(string(he.Body)) != "slow down" || he.RetryAfter != 7*time.Second || !he.Retryable() {
+		t.Errorf("HTTPError = %+v", he)
+	}
+	if !strings.Contains(err.Error(), "429") || !strings.Contains(err.Error(), "slow down") {
+		t.Errorf("message %q should name the status and body", err)
+	}
+}
+
+func TestHTTPTransportErrorsAreRetried(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + ln.Addr().String()
+	ln.Close() // nothing listens there any more
+	dls := newSink()
+	f := start(t, &flows.Sequence{Steps: []flows.Step{{Subscriber: flows.HTTP(url)}}, Delivery: &flows.Delivery{Retry: 1, DeadLetter: dls}})
+	f.Handle(context.Background(), newEvent("1", nil))
+	dl := dls.wait(t, 1)[0]
+	if code := dl.Extensions()[flows.ExtensionErrorCode]; code != int32(500) {
+		t.Errorf("knativeerrorcode = %v, want 500 for a transport error", code)
+	}
+}
+
+func TestHTTPSequenceReusesConnections(t *testing.T) {
+	var servers []*httptest.Server
+	var conns []*atomic.Int64
+	for range 3 {
+		s, c := newServer(t, flows.NewHTTPHandler(appender(" +")))
+		servers, conns = append(servers, s), append(conns, c)
+	}
+	out := newSink()
+	f := start(t, &flows.Sequence{Steps: []flows.Step{
+		{Subscriber: flows.HTTP(servers[0].URL)}, {Subscriber: flows.HTTP(servers[1].URL)}, {Subscriber: flows.HTTP(servers[2].URL)},
+	}, Reply: out}, flows.WithConcurrency(4))
+	const n = 200
+	for i := range n {
+		if err := f.Send(context.Background(), newEvent(string(rune('a'+i%26))+string(rune('0'+i/26)), msg{Message: "x"})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, e := range out.wait(t, n) {
+		if m := message(t, e); m != "x + + +" {
+			t.Fatalf("message %q", m)
+		}
+	}
+	for i, c := range conns {
+		// About one connection per worker (the transport may dial one spare
+		// while a busy one frees up): bodies are drained, so each is reused.
+		if c.Load() > 8 {
+			t.Errorf("server %d saw %d connections for %d events", i, c.Load(), n)
+		}
+	}
+}
+
+func TestNewHTTPHandlerSpeaksTheSubscriberContract(t *testing.T) {
+	h := flows.NewHTTPHandler(flows.HandlerFunc(func(_ context.Context, e event.Event) (*event.Event, error) {
+		switch e.ID() {
+		case "none":
+			return nil, nil
+		case "fail":
+			return nil, errors.New("broken")
+		case "bad":
+			return nil, flows.Permanent(errors.New("cannot process"))
+		case "panic":
+			panic("oops")
+		}
+		e.SetType("answered")
+		return &e, nil
+	}))
+	srv, _ := newServer(t, h)
+	post := func(e event.Event) *http.Response {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL, nil)
+		if err := cehttp.WriteRequest(binding.WithForceBinary(context.Background()), binding.ToMessage(&e), req); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	if r := post(newEvent("ok", nil)); r.StatusCode != 200 || r.Header.Get("Ce-Type") != "answered" {
+		t.Errorf("reply: %d %v", r.StatusCode, r.Header)
+	}
+	for id, want := range map[string]int{"none": 202, "fail": 500, "bad": 400, "panic": 500} {
+		if r := post(newEvent(id, nil)); r.StatusCode != want {
+			t.Errorf("%s: status %d, want %d", id, r.StatusCode, want)
+		}
+	}
+	resp, _ := http.Post(srv.URL, "text/plain", strings.NewReader("hello"))
+	resp.Body.Close()
+	if resp.StatusCode != 400 {
+		t.Errorf("non-CloudEvent: status %d, want 400", resp.StatusCode)
+	}
+	resp, _ = http.Get(srv.URL)
+	resp.Body.Close()
+	if resp.StatusCode != 405 {
+		t.Errorf("GET: status %d, want 405", resp.StatusCode)
+	}
+}
+
+func TestHTTPTargetConcurrentUse(t *testing.T) {
+	srv, _ := newServer(t, flows.NewHTTPHandler(flows.Discard))
+	target := &flows.HTTPTarget{URL: srv.URL, Client: &http.Client{Timeout: 5 * time.Second}}
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := target.Handle(context.Background(), newEvent(string(rune('a'+i)), nil)); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func TestNewHTTPHandlerKeepsRetryAfter(t *testing.T) {
+	srv, _ := newServer(t, flows.NewHTTPHandler(flows.HandlerFunc(func(context.Context, event.Event) (*event.Event, error) {
+		return nil, &flows.HTTPError{StatusCode: 503, RetryAfter: 2 * time.Second}
+	})))
+	_, err := flows.HTTP(srv.URL).Handle(context.Background(), newEvent("1", nil))
+	var he *flows.HTTPError
+	if !errors.As(err, &he) || he.StatusCode != 503 || he.RetryAfter != 2*time.Second {
+		t.Errorf("err = %v, want a 503 with Retry-After 2s", err)
+	}
+}
