@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/pem"
+	"errors"
 	"io"
 	"log"
 	"log/slog"
@@ -138,5 +139,80 @@ spec:
 				t.Errorf("Handle = %v; want error containing %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+func post(t *testing.T, url, host, id string) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(`{"message":"hello, world!"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if host != "" {
+		req.Host = host
+	}
+	req.Header.Set("Ce-Specversion", "1.0")
+	req.Header.Set("Ce-Id", id)
+	req.Header.Set("Ce-Source", "/test")
+	req.Header.Set("Ce-Type", "test.event")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func TestServe(t *testing.T) {
+	display := newRecorder()
+	var reg manifest.Registry
+	reg.Bind("Service", "first", appender(" - Handled by 0"))
+	reg.Bind("Service", "second", appender(" - Handled by 1"))
+	reg.Bind("Service", "third", then(appender(" - Handled by 2"), display))
+	app, err := manifest.Build(readSeed(t, "sequence/services.yaml", "sequence/sequence.yaml"), &reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := app.Serve("127.0.0.1:0"); !errors.Is(err, manifest.ErrState) {
+		t.Errorf("Serve before Start = %v; want ErrState", err)
+	}
+	if err := app.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := app.Serve("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		srv.Shutdown(context.Background())
+		app.Shutdown(context.Background())
+	}()
+
+	st := app.Status()
+	want := srv.URL() + "/default/sequence-kn-sequence-0"
+	if st[0].Kind != "Sequence" || st[0].URL != want {
+		t.Fatalf("status %+v; want URL %s", st[0], want)
+	}
+	var b strings.Builder
+	manifest.WriteStatus(&b, st[:1], st[0].Since)
+	if lines := strings.Split(b.String(), "\n"); !strings.HasPrefix(lines[1], "sequence   "+want+"   0s    True") {
+		t.Errorf("table:\n%s", b.String())
+	}
+
+	if code := post(t, want, "", "by-path"); code != http.StatusAccepted {
+		t.Fatalf("POST %s = %d; want 202", want, code)
+	}
+	if e := display.next(t); e.ID() != "by-path" || string(e.Data()) != `{"id":0,"message":"hello, world! - Handled by 0 - Handled by 1 - Handled by 2"}` {
+		t.Errorf("display got:\n%s", e)
+	}
+	if code := post(t, srv.URL()+"/", "sequence-kn-sequence-0-kn-channel.default.svc.cluster.local", "by-host"); code != http.StatusAccepted {
+		t.Fatalf("POST by Host = %d; want 202", code)
+	}
+	if e := display.next(t); e.ID() != "by-host" {
+		t.Errorf("display got:\n%s", e)
+	}
+	if code := post(t, srv.URL()+"/default/nothing", "", "lost"); code != http.StatusNotFound {
+		t.Errorf("POST to an unknown channel = %d; want 404", code)
 	}
 }
