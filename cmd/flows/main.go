@@ -1,0 +1,297 @@
+// Command flows runs Knative Eventing manifests (Sequence, Parallel,
+// PingSource, InMemoryChannel, Subscription) in one process, without a
+// cluster, draws them, and checks them.
+//
+//	flows run -f sequence.yaml -f pingsource.yaml \
+//	    --bind Service/first=http://127.0.0.1:8081 ... --listen 127.0.0.1:8080
+//	flows graph -f parallel.yaml [--format mermaid|dot]
+//	flows validate -f sequence.yaml --bind Service/first=http://127.0.0.1:8081
+//
+// The Knative Services the manifests refer to are bound with --bind to
+// URLs that follow Knative's subscriber contract (a CloudEvent in, an
+// optional CloudEvent out), or to "display" (print events to the standard
+// output, as Knative's event_display does) or "discard".
+//
+// run serves each flow's ingress on --listen at /<namespace>/<channel>
+// (the flow's first channel, as Knative names it), prints the flows with
+// their URLs as `kubectl get` does, and logs every delivery to the
+// standard error. Ctrl-C drains the flows and exits; a second Ctrl-C stops
+// them at once.
+//
+// Install it with: go install github.com/eventflows/flows/cmd/flows@latest
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/eventflows/flows"
+	"github.com/eventflows/flows/manifest"
+)
+
+const usage = `Usage: flows <command> [flags]
+
+Run Knative Eventing manifests in one process, draw them, check them.
+
+Commands:
+  run        run the manifests: serve their flows over HTTP, start their sources
+  graph      print the flows as a Mermaid flowchart or a Graphviz DOT graph
+  validate   check the manifests and bindings; exit 1 with every problem
+
+Run "flows <command> -h" for the flags of a command.
+`
+
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr, notify))
+}
+
+// notify delivers interrupts, as signal.Notify does; tests replace it.
+func notify(c chan<- os.Signal) func() {
+	signal.Notify(c, os.Interrupt, syscall.SIGTERM)
+	return func() { signal.Stop(c) }
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, notify func(chan<- os.Signal) func()) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, usage)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	switch args[0] {
+	case "run":
+		return cmdRun(ctx, args[1:], stdout, stderr, notify)
+	case "graph":
+		return cmdGraph(args[1:], stdout, stderr)
+	case "validate":
+		return cmdValidate(args[1:], stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "flows: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}
+
+// common holds the flags every command takes.
+type common struct {
+	fs    *flag.FlagSet
+	files stringList
+	binds bindings
+}
+
+func newCommon(name, synopsis string, stdout, stderr io.Writer) *common {
+	c := &common{fs: flag.NewFlagSet("flows "+name, flag.ContinueOnError)}
+	c.binds.out = stdout
+	c.fs.SetOutput(stderr)
+	c.fs.Var(&c.files, "f", "a manifest `file`, a directory of them, or - for the standard input (repeatable)")
+	c.fs.Var(&c.binds, "bind", "bind a referenced object: `Kind/name=URL`, or =display to print its events, or =discard (repeatable)")
+	c.fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: flows %s -f FILE [flags]\n\n%s\n\nFlags:\n", name, synopsis)
+		c.fs.PrintDefaults()
+	}
+	return c
+}
+
+// parse parses args; it returns a exit code >= 0 when the command must stop.
+func (c *common) parse(args []string) int {
+	if err := c.fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if c.fs.NArg() > 0 {
+		fmt.Fprintf(c.fs.Output(), "flows: unexpected argument %q (manifests are given with -f)\n", c.fs.Arg(0))
+		return 2
+	}
+	if len(c.files) == 0 {
+		fmt.Fprintln(c.fs.Output(), "flows: no manifests: give at least one -f FILE")
+		return 2
+	}
+	return -1
+}
+
+// load reads the manifests and resolves them; it prints the problems.
+func (c *common) load(opts ...manifest.Option) (*manifest.App, error) {
+	// Build reports the problems of reading the files too, with the others.
+	set, _ := manifest.ReadFiles(c.files...)
+	return manifest.Build(set, &c.binds.reg, opts...)
+}
+
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, notify func(chan<- os.Signal) func()) int {
+	c := newCommon("run", "Run the manifests: start their flows and sources, serve the flows' ingress on -listen,\n"+
+		"print them as `kubectl get` does, and log deliveries. Ctrl-C drains and exits.", stdout, stderr)
+	listen := c.fs.String("listen", "", "serve the flows' ingress on this `address`, such as 127.0.0.1:8080")
+	schedule := c.fs.String("schedule", "", "replace the schedule of every PingSource, e.g. \"* * * * * *\" for every second")
+	sync := c.fs.Bool("sync", false, "answer ingress requests once the flow is done with the event (Knative's default since v1.13)")
+	drain := c.fs.Duration("drain", 30*time.Second, "how long to wait for the flows to drain on Ctrl-C")
+	level := c.fs.String("log-level", "info", "log `level`: debug, info, warn or error")
+	if code := c.parse(args); code >= 0 {
+		return code
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
+		fmt.Fprintf(stderr, "flows: -log-level: %v\n", err)
+		return 2
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+
+	opts := []manifest.Option{manifest.WithLogger(logger)}
+	if *schedule != "" {
+		opts = append(opts, manifest.WithSchedule(*schedule))
+	}
+	app, err := c.load(opts...)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+
+	sigs := make(chan os.Signal, 2)
+	defer notify(sigs)()
+
+	if err := app.Start(ctx); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	var srv *flows.Server
+	if *listen != "" {
+		var iopts []flows.IngressOption
+		if *sync {
+			iopts = append(iopts, flows.Synchronous())
+		}
+		srv, err = app.Serve(*listen, iopts...)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			app.Close()
+			return 1
+		}
+	}
+	st := app.Status()
+	c.binds.printMu.Lock()
+	manifest.WriteStatus(stdout, st, time.Now())
+	c.binds.printMu.Unlock()
+	logger.Info("flows: running; Ctrl-C to drain and exit")
+
+	select {
+	case <-sigs:
+	case <-ctx.Done():
+	}
+	logger.Info("flows: draining", "timeout", *drain)
+	dctx, cancel := context.WithTimeout(context.Background(), *drain)
+	defer cancel()
+	go func() {
+		select {
+		case <-sigs:
+			logger.Warn("flows: second interrupt: stopping at once")
+			cancel()
+		case <-dctx.Done():
+		}
+	}()
+	code := 0
+	if srv != nil {
+		if err := srv.Shutdown(dctx); err != nil {
+			logger.Error("flows: stopping the server", "error", err)
+			code = 1
+		}
+	}
+	if err := app.Shutdown(dctx); err != nil {
+		logger.Error("flows: stopped with events not delivered", "error", err)
+		code = 1
+	} else {
+		logger.Info("flows: drained")
+	}
+	return code
+}
+
+func cmdGraph(args []string, stdout, stderr io.Writer) int {
+	c := newCommon("graph", "Print the flows as Knative wires them (sources, channels, subscriptions, subscribers,\n"+
+		"replies, dead-letter sinks). Services need no binding to be drawn.", stdout, stderr)
+	format := c.fs.String("format", "mermaid", "output `format`: mermaid or dot")
+	if code := c.parse(args); code >= 0 {
+		return code
+	}
+	if *format != "mermaid" && *format != "dot" {
+		fmt.Fprintf(stderr, "flows: -format %q: want mermaid or dot\n", *format)
+		return 2
+	}
+	set, _ := manifest.ReadFiles(c.files...)
+	g, err := manifest.NewGraph(set, &c.binds.reg)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if *format == "dot" {
+		fmt.Fprint(stdout, g.DOT())
+	} else {
+		fmt.Fprint(stdout, g.Mermaid())
+	}
+	return 0
+}
+
+func cmdValidate(args []string, stdout, stderr io.Writer) int {
+	c := newCommon("validate", "Check the manifests (strictly: unknown kinds and fields are errors) and that every\n"+
+		"reference is declared or bound. Prints every problem and exits 1 if there is one.", stdout, stderr)
+	if code := c.parse(args); code >= 0 {
+		return code
+	}
+	app, err := c.load()
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "ok: %d objects\n", len(app.Status()))
+	return 0
+}
+
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(s string) error { *l = append(*l, s); return nil }
+
+// bindings parses -bind flags into a registry; "display" and "discard" are
+// built-in handlers.
+type bindings struct {
+	reg     manifest.Registry
+	out     io.Writer
+	printMu sync.Mutex
+}
+
+func (b *bindings) String() string { return b.reg.String() }
+
+func (b *bindings) Set(s string) error {
+	ref, target, _ := strings.Cut(s, "=")
+	switch target {
+	case "display", "discard":
+		kind, name, err := manifest.ParseRef(ref)
+		if err != nil {
+			return err
+		}
+		h := flows.Discard
+		if target == "display" {
+			h = b.display()
+		}
+		b.reg.Bind(kind, name, h)
+		return nil
+	}
+	return b.reg.Set(s)
+}
+
+// display prints events as Knative's event_display does.
+func (b *bindings) display() flows.Handler {
+	return flows.HandlerFunc(func(_ context.Context, e event.Event) (*event.Event, error) {
+		b.printMu.Lock()
+		defer b.printMu.Unlock()
+		fmt.Fprintf(b.out, "☁️  cloudevents.Event\n%s", e.String())
+		return nil, nil
+	})
+}

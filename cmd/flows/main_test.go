@@ -1,0 +1,296 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/eventflows/flows"
+)
+
+var bin string // the command, built once by TestMain
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "flows-cli")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bin = filepath.Join(dir, "flows")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const seed = "../../examples/manifests/"
+
+type message struct {
+	ID      int    `json:"id"`
+	Message string `json:"message"`
+}
+
+func appender(suffix string) flows.Handler {
+	return flows.Typed(func(_ context.Context, in message) (message, error) {
+		in.Message += suffix
+		return in, nil
+	})
+}
+
+// serve runs h as an HTTP subscriber on 127.0.0.1.
+func serve(t *testing.T, h flows.Handler) string {
+	t.Helper()
+	srv := httptest.NewServer(flows.NewHTTPHandler(h))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// process is a running `flows` command.
+type process struct {
+	cmd    *exec.Cmd
+	lines  chan string // its standard output, line by line
+	stderr *syncBuffer
+	done   chan error
+}
+
+func start(t *testing.T, args ...string) *process {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	cmd := exec.CommandContext(ctx, bin, args...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &process{cmd: cmd, lines: make(chan string, 1000), stderr: new(syncBuffer), done: make(chan error, 1)}
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			p.lines <- sc.Text()
+		}
+		close(p.lines)
+		p.done <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+	})
+	return p
+}
+
+// line waits for a line of output that starts with prefix.
+func (p *process) line(t *testing.T, prefix string) string {
+	t.Helper()
+	timeout := time.After(20 * time.Second)
+	for {
+		select {
+		case l, ok := <-p.lines:
+			if !ok {
+				t.Fatalf("the command exited before printing %q; stderr:\n%s", prefix, p.stderr)
+			}
+			if strings.HasPrefix(l, prefix) {
+				return l
+			}
+		case <-timeout:
+			t.Fatalf("no line %q within 20s; stderr:\n%s", prefix, p.stderr)
+		}
+	}
+}
+
+// interrupt sends Ctrl-C and waits for the exit.
+func (p *process) interrupt(t *testing.T) error {
+	t.Helper()
+	if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	for range p.lines {
+	}
+	select {
+	case err := <-p.done:
+		return err
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the command did not exit within 20s of Ctrl-C; stderr:\n%s", p.stderr)
+		return nil
+	}
+}
+
+func postEvent(t *testing.T, url, id, data string) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(data))
+	req.Header.Set("Ce-Specversion", "1.0")
+	req.Header.Set("Ce-Id", id)
+	req.Header.Set("Ce-Source", "/cli-test")
+	req.Header.Set("Ce-Type", "test.event")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// The seed's sequence.yaml and services.yaml, run by the command against
+// three appenders over HTTP; an event posted to the printed URL goes
+// through the three of them.
+func TestRunSequenceOverHTTP(t *testing.T) {
+	final := make(chan event.Event, 1)
+	first := serve(t, appender(" - Handled by 0"))
+	second := serve(t, appender(" - Handled by 1"))
+	third := serve(t, flows.HandlerFunc(func(ctx context.Context, e event.Event) (*event.Event, error) {
+		reply, err := appender(" - Handled by 2").Handle(ctx, e)
+		if reply != nil {
+			final <- reply.Clone()
+		}
+		return reply, err
+	}))
+	p := start(t, "run", "-f", seed+"sequence/services.yaml", "-f", seed+"sequence/sequence.yaml",
+		"--bind", "Service/first="+first, "--bind", "Service/second="+second, "--bind", "Service/third="+third,
+		"--listen", "127.0.0.1:0")
+
+	header := p.line(t, "NAME")
+	if f := strings.Fields(header); strings.Join(f, " ") != "NAME URL AGE READY REASON" {
+		t.Errorf("table header %q", header)
+	}
+	row := strings.Fields(p.line(t, "sequence "))
+	if len(row) != 4 || !strings.HasSuffix(row[1], "/default/sequence-kn-sequence-0") || row[3] != "True" {
+		t.Fatalf("table row %q", row)
+	}
+	if code := postEvent(t, row[1], "cli-1", `{"message": "hello, world!"}`); code != http.StatusAccepted {
+		t.Fatalf("POST %s = %d; want 202", row[1], code)
+	}
+	select {
+	case e := <-final:
+		if e.ID() != "cli-1" || string(e.Data()) != `{"id":0,"message":"hello, world! - Handled by 0 - Handled by 1 - Handled by 2"}` {
+			t.Errorf("third answered:\n%s", e)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the event did not reach the third step; stderr:\n%s", p.stderr)
+	}
+
+	if err := p.interrupt(t); err != nil {
+		t.Errorf("exit: %v; stderr:\n%s", err, p.stderr)
+	}
+	logs := p.stderr.String()
+	for _, want := range []string{
+		"msg=delivery to=" + first + " id=cli-1 type=test.event",
+		"msg=delivery to=" + second + " id=cli-1 type=test.event",
+		"msg=delivery to=" + third + " id=cli-1 type=test.event",
+		"msg=\"flows: drained\"",
+	} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, logs)
+		}
+	}
+}
+
+// The seed's Parallel demo with its PingSource every second: filters and
+// transformers over HTTP, event-display bound to the command's output.
+func TestRunParallelWithPingAndDisplay(t *testing.T) {
+	parity := func(p int) flows.Handler {
+		return flows.Match(func(e event.Event) bool {
+			return int(math.Floor(float64(e.Time().UnixMilli())/1000+0.5))%2 == p
+		})
+	}
+	transformer := func(msg string) flows.Handler {
+		return flows.Typed(func(context.Context, struct{}) (map[string]string, error) {
+			return map[string]string{"message": msg}, nil
+		})
+	}
+	p := start(t, "run", "-f", seed+"parallel", "--schedule", "* * * * * *",
+		"--bind", "Service/even-filter="+serve(t, parity(0)),
+		"--bind", "Service/odd-filter="+serve(t, parity(1)),
+		"--bind", "Service/even-transformer="+serve(t, transformer("this is even!")),
+		"--bind", "Service/odd-transformer="+serve(t, transformer("this is odd!")),
+		"--bind", "Service/event-display=display")
+	seen := map[string]bool{}
+	for len(seen) < 2 {
+		l := p.line(t, `    "message": `)
+		seen[l] = true
+	}
+	if !seen[`    "message": "this is even!"`] || !seen[`    "message": "this is odd!"`] {
+		t.Errorf("displayed %v", seen)
+	}
+	if err := p.interrupt(t); err != nil {
+		t.Errorf("exit: %v; stderr:\n%s", err, p.stderr)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for _, tt := range []struct {
+		args     []string
+		code     int
+		out, err string
+	}{
+		{[]string{"validate", "-f", seed + "sequence", "--bind", "Service/first=http://127.0.0.1:8081"}, 1, "",
+			seed + `sequence/sequence.yaml: Sequence "sequence": spec.steps[1].ref: no binding for Service "second"` + "\n" +
+				seed + `sequence/sequence.yaml: Sequence "sequence": spec.steps[2].ref: no binding for Service "third"` + "\n"},
+		{[]string{"validate", "-f", seed + "sequence", "--bind", "Service/first=http://127.0.0.1:8081",
+			"--bind", "Service/second=discard", "--bind", "Service/third=display"}, 0, "ok: 5 objects\n", ""},
+		{[]string{"validate"}, 2, "", "flows: no manifests: give at least one -f FILE\n"},
+		{[]string{"validate", "-f", seed + "sequence", "--bind", "first=x"}, 2, "",
+			`invalid value "first=x" for flag -bind: manifest: reference "first": want Kind/name or Kind/namespace/name, such as Service/first`},
+		{[]string{"validate", "-f", "nonexistent.yaml"}, 1, "", "nonexistent.yaml: open nonexistent.yaml: no such file or directory\n"},
+		{[]string{"frobnicate"}, 2, "", `flows: unknown command "frobnicate"`},
+	} {
+		cmd := exec.Command(bin, tt.args...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		cmd.Run()
+		if code := cmd.ProcessState.ExitCode(); code != tt.code || stdout.String() != tt.out || !strings.HasPrefix(stderr.String(), tt.err) {
+			t.Errorf("flows %s: exit %d, stdout %q, stderr:\n%s\nwant exit %d, stdout %q, stderr starting with:\n%s",
+				strings.Join(tt.args, " "), code, stdout.String(), stderr.String(), tt.code, tt.out, tt.err)
+		}
+	}
+}
+
+func TestGraph(t *testing.T) {
+	for _, tt := range []struct{ format, first string }{{"mermaid", "flowchart LR"}, {"dot", "digraph flows {"}} {
+		out, err := exec.Command(bin, "graph", "-f", seed+"parallel", "--format", tt.format).Output()
+		if err != nil {
+			t.Fatalf("graph --format %s: %v", tt.format, err)
+		}
+		if first, _, _ := strings.Cut(string(out), "\n"); first != tt.first || !strings.Contains(string(out), "event-display") {
+			t.Errorf("graph --format %s:\n%s", tt.format, out)
+		}
+	}
+}
