@@ -188,6 +188,9 @@ func newResolver(set *Set, reg *Registry, opts []Option, graph bool) *resolver {
 		o(&app.cfg)
 	}
 	r := &resolver{set: set, reg: reg, app: app, graph: graph, referenced: map[string]bool{}, clients: map[string]*http.Client{}}
+	for _, f := range set.files {
+		r.errs.fileOrder(f)
+	}
 	r.errs.addAll(&set.problems)
 	return r
 }
@@ -654,7 +657,7 @@ func (r *resolver) lookup(kind, namespace, name string) (*target, error) {
 	b, ok := r.reg.lookup(kind, namespace, name)
 	switch {
 	case ok && b.handler != nil:
-		t.handler = r.logHandler(label, b.handler)
+		t.handler = r.logHandler(kind+"/"+qualified(namespace, name), b.handler)
 	case ok && b.url != "":
 		t.url = b.url
 	default:

@@ -80,6 +80,18 @@ func TestBrokenManifests(t *testing.T) {
 			want:  []string{`services.yaml: Service "second": no binding for Service "second"`},
 		},
 		{
+			name: "problems of every file at once, in the order of the files",
+			files: []file{
+				seed(t, "sequence/sequence.yaml"),
+				{"pingsource.yaml", strings.Replace(seed(t, "sequence/pingsource.yaml").text, "    ref:", "    reff:", 1)},
+			},
+			reg: bindAll("Service", "first", "second"),
+			want: []string{
+				`sequence.yaml: Sequence "sequence": spec.steps[2].ref: no binding for Service "third"`,
+				`pingsource.yaml: PingSource "ping-source": spec.sink.reff: unknown field; did you mean "ref"?`,
+			},
+		},
+		{
 			name: "unknown fields, with suggestions, all at once",
 			files: []file{{"s.yaml", `apiVersion: flows.knative.dev/v1
 kind: Sequence

@@ -119,7 +119,7 @@ func (g *Graph) target(t *target) *graphNode {
 
 // subscription draws a subscription: from its channel, to its subscriber,
 // its reply and its dead-letter sink.
-func (g *Graph) subscription(grp *graphGroup, ns, name string, from *graphNode, subscriber *target, reply *graphNode, d *deliveryDef) {
+func (g *Graph) subscription(grp *graphGroup, ns, name string, from *graphNode, subscriber *target, reply func() *graphNode, d *deliveryDef) {
 	label := name
 	if s := d.summary(); s != "" {
 		label += "\n" + s
@@ -129,20 +129,26 @@ func (g *Graph) subscription(grp *graphGroup, ns, name string, from *graphNode, 
 	if subscriber != nil {
 		g.edge(sub, g.target(subscriber), "subscriber", false)
 	}
-	if reply != nil {
-		g.edge(sub, reply, "reply", false)
+	if r := reply(); r != nil {
+		g.edge(sub, r, "reply", false)
 	}
 	if d != nil && d.deadLetter != nil {
 		g.edge(sub, g.target(d.deadLetter), "dead letter", true)
 	}
 }
 
-func (g *Graph) optTarget(t *target) *graphNode {
-	if t == nil {
-		return nil
+// optTarget returns the node of an optional destination, when asked, so
+// that nodes are numbered in the order they are drawn.
+func (g *Graph) optTarget(t *target) func() *graphNode {
+	return func() *graphNode {
+		if t == nil {
+			return nil
+		}
+		return g.target(t)
 	}
-	return g.target(t)
 }
+
+func node(n *graphNode) func() *graphNode { return func() *graphNode { return n } }
 
 func (g *Graph) flow(n *flowNode) {
 	ns, name := n.doc.namespace, n.doc.name
@@ -155,9 +161,9 @@ func (g *Graph) flow(n *flowNode) {
 			chans[i] = g.channel(ns, fmt.Sprintf("%s-kn-sequence-%d", name, i), grp)
 		}
 		for i, st := range n.steps {
-			var reply *graphNode
+			var reply func() *graphNode
 			if i+1 < len(chans) {
-				reply = chans[i+1]
+				reply = node(chans[i+1])
 			} else {
 				reply = g.optTarget(n.reply)
 			}
@@ -169,7 +175,7 @@ func (g *Graph) flow(n *flowNode) {
 			from := ingress
 			if br.filter != nil {
 				ch := g.channel(ns, fmt.Sprintf("%s-kn-parallel-%d", name, i), grp)
-				g.subscription(grp, ns, fmt.Sprintf("%s-kn-parallel-filter-%d", name, i), ingress, br.filter, ch, nil)
+				g.subscription(grp, ns, fmt.Sprintf("%s-kn-parallel-filter-%d", name, i), ingress, br.filter, node(ch), nil)
 				from = ch
 			}
 			g.subscription(grp, ns, fmt.Sprintf("%s-kn-parallel-%d", name, i), from, &br.subscriber, g.optTarget(br.reply), cmpOr(br.delivery, n.delivery))

@@ -24,31 +24,31 @@ func TestGraphMermaidOfSeedParallel(t *testing.T) {
     n1[("odd-even-parallel-kn-parallel")]
     n2[("odd-even-parallel-kn-parallel-0")]
     n3("odd-even-parallel-kn-parallel-filter-0")
-    n6("odd-even-parallel-kn-parallel-0")
+    n5("odd-even-parallel-kn-parallel-0")
     n8[("odd-even-parallel-kn-parallel-1")]
     n9("odd-even-parallel-kn-parallel-filter-1")
     n11("odd-even-parallel-kn-parallel-1")
   end
   n4["Service even-filter<br/>Go handler"]
-  n5["Service event-display<br/>no binding"]
-  n7["Service even-transformer<br/>http://127.0.0.1:8082"]
+  n6["Service even-transformer<br/>http://127.0.0.1:8082"]
+  n7["Service event-display<br/>no binding"]
   n10["Service odd-filter<br/>Go handler"]
   n12["Service odd-transformer<br/>http://127.0.0.1:8083"]
   n13{{"PingSource ping-source<br/>* * * * *"}}
   n1 --> n3
   n3 -->|"subscriber"| n4
   n3 -->|"reply"| n2
-  n2 --> n6
-  n6 -->|"subscriber"| n7
-  n6 -->|"reply"| n5
+  n2 --> n5
+  n5 -->|"subscriber"| n6
+  n5 -->|"reply"| n7
   n1 --> n9
   n9 -->|"subscriber"| n10
   n9 -->|"reply"| n8
   n8 --> n11
   n11 -->|"subscriber"| n12
-  n11 -->|"reply"| n5
+  n11 -->|"reply"| n7
   n13 -->|"sink"| n1
-  style n5 stroke-dasharray: 5 5
+  style n7 stroke-dasharray: 5 5
 `
 	if got := g.Mermaid(); got != want {
 		t.Errorf("Mermaid:\n%s\nwant:\n%s", got, want)

@@ -93,7 +93,7 @@ spec:
 	for _, want := range []string{
 		`level=INFO msg=delivery to=` + first.URL + `/hook id=h1 type=dev.knative.sources.ping status=200`,
 		`level=INFO msg=delivery to=` + second.URL + `/base/v2/hook id=h1 type=dev.knative.sources.ping status=200`,
-		`level=INFO msg=delivery to="Service \"display\"" id=h1 type=dev.knative.sources.ping`,
+		`level=INFO msg=delivery to=Service/display id=h1 type=dev.knative.sources.ping`,
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("logs lack %q:\n%s", want, got)

@@ -25,6 +25,13 @@ type Set struct {
 	Documents []Document
 
 	problems errorList
+	files    []string // in the order they were given, to sort problems
+}
+
+func (s *Set) noteFile(name string) {
+	if !slices.Contains(s.files, name) {
+		s.files = append(s.files, name)
+	}
 }
 
 // A Document is one object of a manifest file.
@@ -84,6 +91,7 @@ func ReadFiles(paths ...string) (*Set, error) {
 	var l errorList
 	for _, p := range paths {
 		if p == "-" {
+			s.noteFile("<stdin>")
 			data, err := readAll(os.Stdin)
 			if err != nil {
 				l.add(&Error{File: "<stdin>", Err: err})
@@ -95,6 +103,7 @@ func ReadFiles(paths ...string) (*Set, error) {
 		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
 			names, err := manifestFiles(os.DirFS(p), ".")
 			if err != nil {
+				s.noteFile(p)
 				l.add(&Error{File: p, Err: err})
 				continue
 			}
@@ -106,7 +115,7 @@ func ReadFiles(paths ...string) (*Set, error) {
 		readFile(s, &l, p, func() ([]byte, error) { return os.ReadFile(p) })
 	}
 	s.problems.addAll(&l)
-	return s, s.problems.err()
+	return s, s.Err()
 }
 
 // ReadFS reads and parses manifest files of fsys, such as an embed.FS.
@@ -118,6 +127,7 @@ func ReadFS(fsys fs.FS, names ...string) (*Set, error) {
 		if fi, err := fs.Stat(fsys, n); err == nil && fi.IsDir() {
 			files, err := manifestFiles(fsys, n)
 			if err != nil {
+				s.noteFile(n)
 				l.add(&Error{File: n, Err: err})
 				continue
 			}
@@ -130,10 +140,11 @@ func ReadFS(fsys fs.FS, names ...string) (*Set, error) {
 		readFile(s, &l, n, func() ([]byte, error) { return fs.ReadFile(fsys, n) })
 	}
 	s.problems.addAll(&l)
-	return s, s.problems.err()
+	return s, s.Err()
 }
 
 func readFile(s *Set, l *errorList, name string, read func() ([]byte, error)) {
+	s.noteFile(name)
 	data, err := read()
 	if err != nil {
 		l.add(&Error{File: name, Err: err})
@@ -171,14 +182,21 @@ func manifestFiles(fsys fs.FS, dir string) ([]string, error) {
 
 // Err reports every problem found while reading the set's files, as
 // [*Error] values joined with errors.Join, or nil.
-func (s *Set) Err() error { return s.problems.err() }
+func (s *Set) Err() error {
+	var l errorList
+	for _, f := range s.files {
+		l.fileOrder(f)
+	}
+	l.addAll(&s.problems)
+	return l.err()
+}
 
 // Add parses the documents of one manifest file and appends them to the
 // set. The error reports this file's problems; [Set.Err] reports those of
 // every file.
 func (s *Set) Add(file string, data []byte) error {
 	var l errorList
-	l.fileOrder(file)
+	s.noteFile(file)
 	for i, chunk := range splitDocuments(data) {
 		if d, ok := s.decode(&l, file, i+1, chunk); ok {
 			s.Documents = append(s.Documents, d)

@@ -1,0 +1,27 @@
+// Package manifest runs Knative Eventing manifests (the YAML of Sequence,
+// Parallel, PingSource, InMemoryChannel, Channel and Subscription objects)
+// as flows in the current process, without a cluster.
+//
+// [ReadFiles] (or [Parse], [ReadFS]) reads multi-document YAML strictly:
+// unknown kinds and fields are errors. [Build] resolves every destination:
+// a ref to a flow declared in the manifests is that flow, so flows nest; a
+// ref to anything else, such as a Knative Service, is looked up in a
+// [Registry] that binds it to a Go handler or a URL; a uri is an HTTP
+// destination. Every problem is reported at once, naming the file, the
+// object and the field:
+//
+//	sequence.yaml: Sequence "sequence": spec.steps[2].ref: no binding for Service "third"
+//
+// The resulting [App] starts the flows (each after the flows it sends to)
+// and the ping sources, serves the flows' ingress over HTTP at Knative's
+// channel paths ([App.Serve]), reports their status as `kubectl get` does
+// ([App.Status], [WriteStatus]), draws them as Mermaid or Graphviz DOT
+// ([App.Graph]), and drains them on Shutdown.
+//
+// Differences from Knative: channels are in memory (InMemoryChannel only;
+// other transports plug in with [flows.WithChannels]); a channel with its
+// Subscriptions runs as a [flows.Parallel] without filters, whose internal
+// names derive from the channel's; durations accept weeks, days, hours,
+// minutes and seconds, not years or months; delivery timeouts need no
+// feature flag; OIDC audiences and multiple addresses are not supported.
+package manifest
