@@ -214,25 +214,35 @@ func (d *deliveryDef) summary() string {
 	return strings.Join(parts, "; ")
 }
 
+// walk visits the groups (numbered from 1) with their nodes, then the
+// nodes outside any group, with the indentation of each.
+func (g *Graph) walk(open func(i int, label string), node func(n *graphNode, indent string), close func()) {
+	grouped := map[*graphNode]bool{}
+	for i, grp := range g.groups {
+		open(i+1, grp.label)
+		for _, n := range grp.nodes {
+			grouped[n] = true
+			node(n, "    ")
+		}
+		close()
+	}
+	for _, n := range g.nodes {
+		if !grouped[n] {
+			node(n, "  ")
+		}
+	}
+}
+
 // Mermaid returns the graph as a Mermaid flowchart, to paste into
 // Markdown between ```mermaid fences.
 func (g *Graph) Mermaid() string {
 	var b strings.Builder
 	b.WriteString("flowchart LR\n")
-	grouped := map[*graphNode]bool{}
-	for i, grp := range g.groups {
-		fmt.Fprintf(&b, "  subgraph g%d[%s]\n", i+1, mermaidText(grp.label))
-		for _, n := range grp.nodes {
-			grouped[n] = true
-			fmt.Fprintf(&b, "    %s\n", mermaidNode(n))
-		}
-		b.WriteString("  end\n")
-	}
-	for _, n := range g.nodes {
-		if !grouped[n] {
-			fmt.Fprintf(&b, "  %s\n", mermaidNode(n))
-		}
-	}
+	g.walk(func(i int, label string) {
+		fmt.Fprintf(&b, "  subgraph g%d[%s]\n", i, mermaidText(label))
+	}, func(n *graphNode, indent string) {
+		fmt.Fprintf(&b, "%s%s\n", indent, mermaidNode(n))
+	}, func() { b.WriteString("  end\n") })
 	for _, e := range g.edges {
 		arrow := "-->"
 		if e.dashed {
@@ -276,20 +286,11 @@ func mermaidNode(n *graphNode) string {
 func (g *Graph) DOT() string {
 	var b strings.Builder
 	b.WriteString("digraph flows {\n  rankdir=LR;\n  node [fontname=\"Helvetica\", fontsize=11];\n  edge [fontname=\"Helvetica\", fontsize=9];\n")
-	grouped := map[*graphNode]bool{}
-	for i, grp := range g.groups {
-		fmt.Fprintf(&b, "  subgraph cluster_%d {\n    label=%s;\n", i+1, dotText(grp.label))
-		for _, n := range grp.nodes {
-			grouped[n] = true
-			fmt.Fprintf(&b, "    %s;\n", dotNode(n))
-		}
-		b.WriteString("  }\n")
-	}
-	for _, n := range g.nodes {
-		if !grouped[n] {
-			fmt.Fprintf(&b, "  %s;\n", dotNode(n))
-		}
-	}
+	g.walk(func(i int, label string) {
+		fmt.Fprintf(&b, "  subgraph cluster_%d {\n    label=%s;\n", i, dotText(label))
+	}, func(n *graphNode, indent string) {
+		fmt.Fprintf(&b, "%s%s;\n", indent, dotNode(n))
+	}, func() { b.WriteString("  }\n") })
 	for _, e := range g.edges {
 		var attrs []string
 		if e.label != "" {

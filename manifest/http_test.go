@@ -216,3 +216,32 @@ func TestServe(t *testing.T) {
 		t.Errorf("POST to an unknown channel = %d; want 404", code)
 	}
 }
+
+type headerTransport struct{}
+
+func (headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r.Header.Set("X-Test", "from WithHTTPClient")
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+func TestWithHTTPClient(t *testing.T) {
+	seen := make(chan string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen <- r.Header.Get("X-Test")
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer srv.Close()
+	set := parse(t, `apiVersion: flows.knative.dev/v1
+kind: Sequence
+metadata: {name: s}
+spec:
+  steps:
+  - uri: `+srv.URL+"\n")
+	app := start(t, set, nil, manifest.WithHTTPClient(&http.Client{Transport: headerTransport{}}))
+	if _, err := app.Flow("Sequence", "s").Handle(context.Background(), newEvent("c", time.Now(), `{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if h := <-seen; h != "from WithHTTPClient" {
+		t.Errorf("the subscriber saw X-Test %q; want the client's header", h)
+	}
+}
