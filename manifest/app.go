@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventflows/flows"
 )
 
@@ -47,6 +48,12 @@ func (a *App) Start(ctx context.Context, opts ...flows.Option) error {
 	for _, s := range a.sources {
 		p := s.ping
 		p.Sink = s.sink.resolve()
+		if f := s.sink.flow; f != nil {
+			// As a PingSource posting to a channel's ingress: the send is
+			// done once the flow accepted the event. Waiting for the whole
+			// flow would make the source's retries run it again.
+			p.Sink = accept(f.running)
+		}
 		src, err := p.Start(ctx, opts...)
 		if err != nil {
 			return fail(s.doc.object(), err)
@@ -56,6 +63,13 @@ func (a *App) Start(ctx context.Context, opts ...flows.Option) error {
 	a.state = stateRunning
 	a.started = time.Now()
 	return nil
+}
+
+// accept hands events to f and returns once f accepted them.
+func accept(f *flows.Flow) flows.Handler {
+	return flows.HandlerFunc(func(ctx context.Context, e event.Event) (*event.Event, error) {
+		return nil, f.Send(ctx, e)
+	})
 }
 
 // resolve returns the handler a target stands for, once its flow runs.

@@ -523,3 +523,32 @@ third    http://127.0.0.1:8083   3h48m   True
 		t.Errorf("after Shutdown: %+v", st[0])
 	}
 }
+
+// A PingSource hands its events to a flow as to a channel's ingress: once
+// the flow accepted one, the source is done with it, so a failure inside
+// the flow does not make the source send it again.
+func TestPingSourceIsDoneOnceTheFlowAccepts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		calls := make(chan string, 16)
+		var reg manifest.Registry
+		reg.Bind("Service", "first", flows.HandlerFunc(func(_ context.Context, e event.Event) (*event.Event, error) {
+			calls <- e.ID()
+			return nil, errors.New("always fails, no dead-letter sink")
+		}))
+		reg.Bind("Service", "second", flows.Discard)
+		reg.Bind("Service", "third", flows.Discard)
+		start(t, readSeed(t, "sequence"), &reg, manifest.WithSchedule("* * * * * *"))
+		seen := map[string]bool{}
+		for range 3 {
+			select {
+			case id := <-calls:
+				if seen[id] {
+					t.Fatalf("event %s reached the first step twice", id)
+				}
+				seen[id] = true
+			case <-time.After(time.Minute):
+				t.Fatal("no call within a minute")
+			}
+		}
+	})
+}
