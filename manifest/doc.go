@@ -18,6 +18,9 @@
 // ([App.Status], [WriteStatus]), draws them as Mermaid or Graphviz DOT
 // ([App.Graph]), and drains them on Shutdown.
 //
+// A PingSource whose sink is a flow is done with each event once the flow
+// has accepted it, as with a channel ingress that answers 202 at once.
+//
 // Differences from Knative: channels are in memory (InMemoryChannel only;
 // other transports plug in with [flows.WithChannels]); a channel with its
 // Subscriptions runs as a [flows.Parallel] without filters, whose internal
