@@ -225,9 +225,10 @@ func TestTimeoutFailsTheAttempt(t *testing.T) {
 				return nil, ctx.Err()
 			}
 			if attempts == 2 {
-				time.Sleep(2 * time.Second) // ignores it: late success is still a failure
-				return &e, nil
+				time.Sleep(2 * time.Second) // notices it late
+				return nil, ctx.Err()
 			}
+			time.Sleep(2 * time.Second) // ignores it, but succeeds: the work is done
 			return &e, nil
 		})
 		out := newSink()
@@ -240,6 +241,9 @@ func TestTimeoutFailsTheAttempt(t *testing.T) {
 		}
 		if el := time.Since(begin); el != 3*time.Second {
 			t.Errorf("took %v, want 1s (timeout) + 2s (late handler)", el)
+		}
+		if _, err := f.Handle(context.Background(), newEvent("2", nil)); err != nil || len(out.all()) != 1 {
+			t.Errorf("late success: %v, %d replies; want it delivered once", err, len(out.all()))
 		}
 		dl := dls.all()[0]
 		raw, _ := base64.StdEncoding.DecodeString(dl.Extensions()[flows.ExtensionErrorData].(string))
