@@ -27,6 +27,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/eventflows/flows"
+	"github.com/eventflows/flows/flowstest"
 )
 
 const jsDir = "testdata/interop/js"
@@ -94,7 +95,7 @@ func curlStatus(t *testing.T, curl, url string, args ...string) int {
 
 func TestInteropCurl(t *testing.T) {
 	curl := needCurl(t)
-	got := newSink()
+	got := flowstest.NewRecorder()
 	f := start(t, &flows.Sequence{Name: "curl", Steps: []flows.Step{{Subscriber: got}}})
 	// Synchronous, so that a 202 means the event is already in the sink and
 	// the count at the end is exact.
@@ -134,7 +135,7 @@ func TestInteropCurl(t *testing.T) {
 		}
 	}
 
-	events := got.all()
+	events := got.Events()
 	if len(events) != 2 {
 		t.Fatalf("the flow got %d events %v, want the 2 valid ones", len(events), ids(events))
 	}
@@ -173,7 +174,7 @@ func interopDescribe(t *testing.T, e event.Event) string {
 // ingress, in both modes and with JSON, text and binary data.
 func TestInteropJSSender(t *testing.T) {
 	node := needJS(t)
-	got := newSink()
+	got := flowstest.NewRecorder()
 	f := start(t, &flows.Sequence{Name: "js-sender", Steps: []flows.Step{{Subscriber: got}}})
 	url := serveIngress(t, f)
 
@@ -220,7 +221,7 @@ func TestInteropJSSender(t *testing.T) {
 				t.Fatalf("%s: the JS sender got status %s, want 202", id, status)
 			}
 			n++
-			e := got.wait(t, n)[n-1]
+			e := got.MustWait(t, n)[n-1]
 
 			want := map[string]string{
 				"id": id, "source": "/interop/js-sender", "type": "dev.flows.interop.request", "specversion": "1.0",
@@ -382,7 +383,7 @@ func TestInteropJSReceiver(t *testing.T) {
 		{"structured", "structured"},
 	} {
 		t.Run(tc.request+" request, "+tc.reply+" reply", func(t *testing.T) {
-			out := newSink()
+			out := flowstest.NewRecorder()
 			target := &flows.HTTPTarget{URL: base + "/?reply=" + tc.reply, Structured: tc.request == "structured"}
 			f := start(t, &flows.Sequence{Name: "to-js", Steps: []flows.Step{{Subscriber: target}}, Reply: out})
 
@@ -394,7 +395,7 @@ func TestInteropJSReceiver(t *testing.T) {
 			if err := f.Send(context.Background(), in); err != nil {
 				t.Fatal(err)
 			}
-			reply := out.wait(t, 1)[0]
+			reply := out.MustWait(t, 1)[0]
 
 			want := map[string]string{
 				"id": "reply-" + in.ID(), "source": "/interop/js-receiver", "type": "dev.flows.interop.reply",
@@ -431,7 +432,7 @@ func TestInteropJSReceiver(t *testing.T) {
 func TestInteropJSReceiverRefusal(t *testing.T) {
 	node := needJS(t)
 	base := startJSReceiver(t, node)
-	dead, out := newSink(), newSink()
+	dead, out := flowstest.NewRecorder(), flowstest.NewRecorder()
 	f := start(t, &flows.Sequence{
 		Name:  "to-js",
 		Steps: []flows.Step{{Subscriber: flows.HTTP(base)}},
@@ -444,14 +445,14 @@ func TestInteropJSReceiverRefusal(t *testing.T) {
 	if err := f.Send(context.Background(), in); err != nil {
 		t.Fatal(err)
 	}
-	dl := dead.wait(t, 1)[0]
+	dl := dead.MustWait(t, 1)[0]
 	code, _ := types.ToInteger(dl.Extensions()[flows.ExtensionErrorCode])
 	b64, _ := types.ToString(dl.Extensions()[flows.ExtensionErrorData])
 	reason, _ := base64.StdEncoding.DecodeString(b64)
 	if dl.ID() != in.ID() || code != 400 || !strings.Contains(string(reason), `unexpected type "not.for.js"`) {
 		t.Errorf("dead letter %s with code %d and data %q, want %s with 400 and the JS reason", dl.ID(), code, reason, in.ID())
 	}
-	if len(out.all()) != 0 {
+	if len(out.Events()) != 0 {
 		t.Errorf("a refused event produced a reply")
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventflows/flows"
+	"github.com/eventflows/flows/flowstest"
 )
 
 // faultCount is how many events the fault-accounting tests drive: the full
@@ -366,7 +367,7 @@ func TestConnectionsAndFilesAreReleased(t *testing.T) {
 	func() {
 		step := httptest.NewServer(flows.NewHTTPHandler(appender(" http")))
 		defer step.Close()
-		out := newSink()
+		out := flowstest.NewRecorder()
 		f, _ := (&flows.Sequence{Steps: []flows.Step{{Subscriber: flows.HTTP(step.URL)}}, Reply: out}).Start(context.Background(), flows.WithConcurrency(8))
 		srv, err := flows.ListenAndServe("127.0.0.1:0", flows.NewIngress(f))
 		if err != nil {
@@ -378,7 +379,7 @@ func TestConnectionsAndFilesAreReleased(t *testing.T) {
 				t.Fatal(status)
 			}
 		}
-		out.wait(t, 50)
+		out.MustWait(t, 50)
 		srv.Shutdown(context.Background())
 		f.Shutdown(context.Background())
 	}()
