@@ -91,4 +91,3 @@ func ids(events []event.Event) []string {
 	}
 	return out
 }
-
