@@ -47,9 +47,11 @@ type Delivery struct {
 	// Knative. It does not cap a Retry-After wait.
 	BackoffMax time.Duration
 
-	// Timeout bounds each attempt; zero means no limit. An attempt that runs
-	// longer fails with [ErrTimeout] even if the handler returns success
-	// afterwards, and is retried.
+	// Timeout bounds each attempt; zero means no limit. When it passes, the
+	// attempt's context is cancelled; the attempt then fails with
+	// [ErrTimeout] and is retried. (A handler that ignores its context and
+	// returns success late has done its work, so its success stands rather
+	// than being delivered twice.)
 	Timeout time.Duration
 
 	// RetryAfterMax enables the Retry-After header of 429 and 503 answers

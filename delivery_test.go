@@ -13,6 +13,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/eventflows/flows"
+	"github.com/eventflows/flows/flowstest"
 )
 
 // gaps returns the delays between successive calls.
@@ -52,13 +53,13 @@ func TestRetriesFollowKnativeBackoff(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				step := &failing{n: 1000, err: errors.New("unavailable")}
+				step := failN(1000, errors.New("unavailable"))
 				f := start(t, &flows.Sequence{Steps: []flows.Step{{Subscriber: step, Delivery: &tc.delivery}}})
 				f.Handle(context.Background(), newEvent("1", nil))
-				if got := step.count(); got != tc.delivery.Retry+1 {
+				if got := step.Len(); got != tc.delivery.Retry+1 {
 					t.Errorf("attempts = %d, want retry+1 = %d", got, tc.delivery.Retry+1)
 				}
-				if got := gaps(step.times); !equalDurations(got, tc.want) {
+				if got := gaps(attemptTimes(step)); !equalDurations(got, tc.want) {
 					t.Errorf("delays between attempts = %v, want %v", got, tc.want)
 				}
 			})
@@ -95,12 +96,12 @@ func TestRetryAfterIsHonouredOnlyWithAMaximum(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				step := &failing{n: 1, err: busy}
+				step := failN(1, busy)
 				f := start(t, &flows.Sequence{Steps: []flows.Step{{Subscriber: step, Delivery: &tc.delivery}}})
 				if _, err := f.Handle(context.Background(), newEvent("1", nil)); err != nil {
 					t.Fatal(err)
 				}
-				if got := gaps(step.times); len(got) != 1 || got[0] != tc.want {
+				if got := gaps(attemptTimes(step)); len(got) != 1 || got[0] != tc.want {
 					t.Errorf("wait = %v, want %v", got, tc.want)
 				}
 			})
@@ -126,8 +127,8 @@ func TestNonRetryableFailuresGoStraightToTheDeadLetterSink(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			dls := newSink()
-			step := &failing{n: 100, err: tc.err}
+			dls := flowstest.NewRecorder()
+			step := failN(100, tc.err)
 			f := start(t, &flows.Sequence{Name: "orders", Steps: []flows.Step{{Subscriber: step}},
 				Delivery: &flows.Delivery{Retry: 2, DeadLetter: dls}})
 			orig := newEvent("42", map[string]string{"order": "A"})
@@ -135,10 +136,10 @@ func TestNonRetryableFailuresGoStraightToTheDeadLetterSink(t *testing.T) {
 			if _, err := f.Handle(context.Background(), orig); err != nil {
 				t.Fatalf("Handle = %v: a dead-lettered event counts as handled", err)
 			}
-			if step.count() != tc.attempts {
-				t.Errorf("attempts = %d, want %d", step.count(), tc.attempts)
+			if step.Len() != tc.attempts {
+				t.Errorf("attempts = %d, want %d", step.Len(), tc.attempts)
 			}
-			got := dls.all()
+			got := dls.Events()
 			if len(got) != 1 {
 				t.Fatalf("dead-letter sink got %d events", len(got))
 			}
@@ -162,20 +163,20 @@ func TestNonRetryableFailuresGoStraightToTheDeadLetterSink(t *testing.T) {
 }
 
 func TestErrorDataIsEncodedThenCut(t *testing.T) {
-	dls := newSink()
+	dls := flowstest.NewRecorder()
 	body := strings.Repeat("x", 5000)
-	f := start(t, &flows.Sequence{Steps: []flows.Step{{Subscriber: &failing{n: 1, err: &flows.HTTPError{StatusCode: 400, Body: []byte(body)}}}},
+	f := start(t, &flows.Sequence{Steps: []flows.Step{{Subscriber: failN(1, &flows.HTTPError{StatusCode: 400, Body: []byte(body)})}},
 		Delivery: &flows.Delivery{DeadLetter: dls}})
 	f.Handle(context.Background(), newEvent("1", nil))
-	data := dls.all()[0].Extensions()[flows.ExtensionErrorData].(string)
+	data := dls.Events()[0].Extensions()[flows.ExtensionErrorData].(string)
 	if len(data) != 1024 || data != base64.StdEncoding.EncodeToString([]byte(body))[:1024] {
 		t.Errorf("knativeerrordata has %d characters, want the first 1024 of the base64 encoding", len(data))
 	}
 }
 
 func TestReplyFailureDeadLettersTheOriginalEvent(t *testing.T) {
-	dls := newSink()
-	reply := &failing{n: 100, err: &flows.HTTPError{URL: "http://display", StatusCode: 500}}
+	dls := flowstest.NewRecorder()
+	reply := failN(100, &flows.HTTPError{URL: "http://display", StatusCode: 500})
 	var calls int
 	f := start(t, &flows.Sequence{
 		Steps: []flows.Step{{Subscriber: flows.HandlerFunc(func(_ context.Context, e event.Event) (*event.Event, error) {
@@ -190,10 +191,10 @@ func TestReplyFailureDeadLettersTheOriginalEvent(t *testing.T) {
 	if calls != 1 {
 		t.Errorf("subscriber called %d times: a failing reply must not re-run it", calls)
 	}
-	if reply.count() != 2 {
-		t.Errorf("reply attempts = %d, want 2 (same retry policy)", reply.count())
+	if reply.Len() != 2 {
+		t.Errorf("reply attempts = %d, want 2 (same retry policy)", reply.Len())
 	}
-	dl := dls.all()[0]
+	dl := dls.Events()[0]
 	if dl.Type() != "test.event" {
 		t.Errorf("dead letter type = %q, want the original event's", dl.Type())
 	}
@@ -203,20 +204,20 @@ func TestReplyFailureDeadLettersTheOriginalEvent(t *testing.T) {
 }
 
 func TestSubscriptionInheritsTheFlowDelivery(t *testing.T) {
-	own, inherited := &failing{n: 100, err: errors.New("x")}, &failing{n: 100, err: errors.New("x")}
+	own, inherited := failN(100, errors.New("x")), failN(100, errors.New("x"))
 	p := start(t, &flows.Parallel{
 		Branches: []flows.Branch{{Subscriber: own, Delivery: &flows.Delivery{Retry: 1}}, {Subscriber: inherited}},
 		Delivery: &flows.Delivery{Retry: 3},
 	})
 	p.Handle(context.Background(), newEvent("1", nil))
-	if own.count() != 2 || inherited.count() != 4 {
-		t.Errorf("attempts: own policy %d (want 2), inherited %d (want 4)", own.count(), inherited.count())
+	if own.Len() != 2 || inherited.Len() != 4 {
+		t.Errorf("attempts: own policy %d (want 2), inherited %d (want 4)", own.Len(), inherited.Len())
 	}
 }
 
 func TestTimeoutFailsTheAttempt(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		dls := newSink()
+		dls := flowstest.NewRecorder()
 		var attempts int
 		slow := flows.HandlerFunc(func(ctx context.Context, e event.Event) (*event.Event, error) {
 			attempts++
@@ -225,23 +226,27 @@ func TestTimeoutFailsTheAttempt(t *testing.T) {
 				return nil, ctx.Err()
 			}
 			if attempts == 2 {
-				time.Sleep(2 * time.Second) // ignores it: late success is still a failure
-				return &e, nil
+				time.Sleep(2 * time.Second) // notices it late
+				return nil, ctx.Err()
 			}
+			time.Sleep(2 * time.Second) // ignores it, but succeeds: the work is done
 			return &e, nil
 		})
-		out := newSink()
+		out := flowstest.NewRecorder()
 		f := start(t, &flows.Sequence{Steps: []flows.Step{{Subscriber: slow}}, Reply: out,
 			Delivery: &flows.Delivery{Retry: 1, Timeout: time.Second, DeadLetter: dls}})
 		begin := time.Now()
 		f.Handle(context.Background(), newEvent("1", nil))
-		if attempts != 2 || len(out.all()) != 0 {
-			t.Fatalf("attempts = %d, replies = %d; want 2 timed-out attempts and no reply", attempts, len(out.all()))
+		if attempts != 2 || len(out.Events()) != 0 {
+			t.Fatalf("attempts = %d, replies = %d; want 2 timed-out attempts and no reply", attempts, len(out.Events()))
 		}
 		if el := time.Since(begin); el != 3*time.Second {
 			t.Errorf("took %v, want 1s (timeout) + 2s (late handler)", el)
 		}
-		dl := dls.all()[0]
+		if _, err := f.Handle(context.Background(), newEvent("2", nil)); err != nil || len(out.Events()) != 1 {
+			t.Errorf("late success: %v, %d replies; want it delivered once", err, len(out.Events()))
+		}
+		dl := dls.Events()[0]
 		raw, _ := base64.StdEncoding.DecodeString(dl.Extensions()[flows.ExtensionErrorData].(string))
 		if !strings.Contains(string(raw), "timed out") {
 			t.Errorf("error data %q does not say the attempt timed out", raw)
@@ -250,7 +255,7 @@ func TestTimeoutFailsTheAttempt(t *testing.T) {
 }
 
 func TestPanicIsAFailedAttempt(t *testing.T) {
-	dls := newSink()
+	dls := flowstest.NewRecorder()
 	var calls int
 	f := start(t, &flows.Sequence{Steps: []flows.Step{{Subscriber: flows.HandlerFunc(func(_ context.Context, e event.Event) (*event.Event, error) {
 		calls++
@@ -263,8 +268,8 @@ func TestPanicIsAFailedAttempt(t *testing.T) {
 	if _, err := f.Handle(context.Background(), newEvent("1", nil)); err != nil {
 		t.Fatal(err)
 	}
-	if calls != 2 || len(dls.all()) != 0 {
-		t.Errorf("calls = %d, dead letters = %d: a panic is one failed attempt, then retried", calls, len(dls.all()))
+	if calls != 2 || len(dls.Events()) != 0 {
+		t.Errorf("calls = %d, dead letters = %d: a panic is one failed attempt, then retried", calls, len(dls.Events()))
 	}
 
 }

@@ -40,6 +40,7 @@ type DefinitionError struct {
 	Err  error  // what is wrong with it
 }
 
+// Error names the definition, the field path and the problem.
 func (e *DefinitionError) Error() string {
 	var b strings.Builder
 	b.WriteString("flows: invalid ")
@@ -104,6 +105,7 @@ type PanicError struct {
 	Stack []byte // the goroutine's stack at the time of the panic
 }
 
+// Error reports the panic value.
 func (e *PanicError) Error() string { return fmt.Sprintf("flows: handler panicked: %v", e.Value) }
 
 // Unwrap returns the panic value if it is an error.
@@ -121,10 +123,12 @@ type DeliveryError struct {
 	Err         error  // the last attempt's error
 }
 
+// Error names the destination, the attempts and the last error.
 func (e *DeliveryError) Error() string {
 	return fmt.Sprintf("flows: delivery to %s failed after %d attempt(s): %v", e.Destination, e.Attempts, e.Err)
 }
 
+// Unwrap returns the last attempt's error.
 func (e *DeliveryError) Unwrap() error { return e.Err }
 
 // UndeliveredError is returned by Shutdown when its context ended before
@@ -136,8 +140,10 @@ type UndeliveredError struct {
 	Err    error // the context's error
 }
 
+// Error counts the undelivered events.
 func (e *UndeliveredError) Error() string {
 	return fmt.Sprintf("flows: shutdown: %d event(s) not delivered: %v", len(e.Events), e.Err)
 }
 
+// Unwrap returns the context's error.
 func (e *UndeliveredError) Unwrap() error { return e.Err }

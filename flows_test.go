@@ -12,10 +12,11 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventflows/flows"
+	"github.com/eventflows/flows/flowstest"
 )
 
 func TestSequenceChainsStepsInOrder(t *testing.T) {
-	out := newSink()
+	out := flowstest.NewRecorder()
 	f := start(t, &flows.Sequence{
 		Steps: []flows.Step{{Subscriber: appender(" - Handled by 0")}, {Subscriber: appender(" - Handled by 1")}, {Subscriber: appender(" - Handled by 2")}},
 		Reply: out,
@@ -27,7 +28,7 @@ func TestSequenceChainsStepsInOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	got := out.wait(t, 50)
+	got := out.MustWait(t, 50)
 	for i, e := range got {
 		if e.ID() != strconv.Itoa(i) {
 			t.Fatalf("event %d has id %s: want the order they were sent in (%v)", i, e.ID(), ids(got))
@@ -46,7 +47,7 @@ func TestSequenceChainsStepsInOrder(t *testing.T) {
 }
 
 func TestStepWithoutReplyStopsTheEventSilently(t *testing.T) {
-	out, dls := newSink(), newSink()
+	out, dls := flowstest.NewRecorder(), flowstest.NewRecorder()
 	var third atomic.Int32
 	f := start(t, &flows.Sequence{
 		Steps: []flows.Step{
@@ -66,13 +67,13 @@ func TestStepWithoutReplyStopsTheEventSilently(t *testing.T) {
 	if _, err := f.Handle(context.Background(), newEvent("keep", msg{})); err != nil {
 		t.Fatal(err)
 	}
-	if got := ids(out.all()); !slices.Equal(got, []string{"keep"}) {
+	if got := ids(out.Events()); !slices.Equal(got, []string{"keep"}) {
 		t.Errorf("reply got %v, want [keep]", got)
 	}
 	if third.Load() != 1 {
 		t.Errorf("third step called %d times, want 1", third.Load())
 	}
-	if n := len(dls.all()); n != 0 {
+	if n := len(dls.Events()); n != 0 {
 		t.Errorf("dead-letter sink got %d events, want none", n)
 	}
 }
@@ -92,7 +93,7 @@ func TestSequenceWithoutReplyDropsLastOutput(t *testing.T) {
 }
 
 func TestParallelFansOutToEveryBranch(t *testing.T) {
-	out := newSink()
+	out := flowstest.NewRecorder()
 	branch := func(tag string) flows.Handler {
 		return flows.HandlerFunc(func(_ context.Context, e event.Event) (*event.Event, error) {
 			e.SetExtension("branch", tag)
@@ -106,7 +107,7 @@ func TestParallelFansOutToEveryBranch(t *testing.T) {
 	if _, err := f.Handle(context.Background(), newEvent("1", msg{Message: "x"})); err != nil {
 		t.Fatal(err)
 	}
-	got := out.all()
+	got := out.Events()
 	var tags []string
 	for _, e := range got {
 		tags = append(tags, e.Extensions()["branch"].(string))
@@ -122,7 +123,7 @@ func TestParallelFansOutToEveryBranch(t *testing.T) {
 }
 
 func TestParallelFilters(t *testing.T) {
-	even, odd, all := newSink(), newSink(), newSink()
+	even, odd, all := flowstest.NewRecorder(), flowstest.NewRecorder(), flowstest.NewRecorder()
 	isEven := func(e event.Event) bool { n, _ := strconv.Atoi(e.ID()); return n%2 == 0 }
 	transform := func(message string) flows.Handler {
 		return flows.Typed(func(context.Context, msg) (msg, error) { return msg{Message: message}, nil })
@@ -144,22 +145,22 @@ func TestParallelFilters(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := ids(even.all()); !slices.Equal(got, []string{"0", "2", "4"}) {
+	if got := ids(even.Events()); !slices.Equal(got, []string{"0", "2", "4"}) {
 		t.Errorf("even branch replied %v", got)
 	}
-	if got := ids(odd.all()); !slices.Equal(got, []string{"1", "3", "5"}) {
+	if got := ids(odd.Events()); !slices.Equal(got, []string{"1", "3", "5"}) {
 		t.Errorf("odd branch replied %v", got)
 	}
-	for _, e := range even.all() {
+	for _, e := range even.Events() {
 		if m := message(t, e); m != "this is even!" {
 			t.Errorf("even message %q", m)
 		}
 	}
 	// The branch reply overrides the global reply: only the third branch reached it.
-	if got := all.all(); len(got) != 6 {
+	if got := all.Events(); len(got) != 6 {
 		t.Fatalf("global reply got %d events, want 6 (from the third branch only)", len(got))
 	}
-	for _, e := range all.all() {
+	for _, e := range all.Events() {
 		if e.Type() != "filtered" {
 			t.Errorf("type %q: the subscriber must receive the filter's reply", e.Type())
 		}
@@ -167,8 +168,8 @@ func TestParallelFilters(t *testing.T) {
 }
 
 func TestParallelFilterHopIsNotRetried(t *testing.T) {
-	filter := &failing{n: 100, err: errors.New("filter down")}
-	dls, out := newSink(), newSink()
+	filter := failN(100, errors.New("filter down"))
+	dls, out := flowstest.NewRecorder(), flowstest.NewRecorder()
 	f := start(t, &flows.Parallel{
 		Branches: []flows.Branch{{Filter: filter, Subscriber: flows.Match(func(event.Event) bool { return true })}},
 		Reply:    out,
@@ -179,16 +180,16 @@ func TestParallelFilterHopIsNotRetried(t *testing.T) {
 	if !errors.As(err, &de) {
 		t.Fatalf("Handle = %v, want a DeliveryError for the failed filter", err)
 	}
-	if filter.count() != 1 {
-		t.Errorf("filter called %d times, want 1: the filter hop has no retries", filter.count())
+	if filter.Len() != 1 {
+		t.Errorf("filter called %d times, want 1: the filter hop has no retries", filter.Len())
 	}
-	if len(dls.all()) != 0 || len(out.all()) != 0 {
-		t.Errorf("dead letters %d, replies %d: want none", len(dls.all()), len(out.all()))
+	if len(dls.Events()) != 0 || len(out.Events()) != 0 {
+		t.Errorf("dead letters %d, replies %d: want none", len(dls.Events()), len(out.Events()))
 	}
 }
 
 func TestFlowsNest(t *testing.T) {
-	out := newSink()
+	out := flowstest.NewRecorder()
 	// A Parallel as a step of a Sequence: its branches reply to the rest of
 	// the chain, as a Knative Parallel's reply would point to it.
 	tail := start(t, &flows.Sequence{Name: "tail", Steps: []flows.Step{{Subscriber: appender(" !")}}, Reply: out})
@@ -203,7 +204,7 @@ func TestFlowsNest(t *testing.T) {
 	}
 	// Handle waited for the nested flows too.
 	var got []string
-	for _, e := range out.all() {
+	for _, e := range out.Events() {
 		got = append(got, message(t, e))
 	}
 	slices.Sort(got)
@@ -271,7 +272,7 @@ func TestSendRefusesInvalidEvents(t *testing.T) {
 }
 
 func TestSendCopiesTheCallersEvent(t *testing.T) {
-	out := newSink()
+	out := flowstest.NewRecorder()
 	f := start(t, &flows.Sequence{Steps: []flows.Step{{Subscriber: flows.Match(func(event.Event) bool { return true })}}, Reply: out})
 	e := newEvent("0", nil)
 	for i := range 10 {
@@ -280,7 +281,7 @@ func TestSendCopiesTheCallersEvent(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := ids(out.wait(t, 10)); !slices.Equal(got, []string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}) {
+	if got := ids(out.MustWait(t, 10)); !slices.Equal(got, []string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}) {
 		t.Errorf("got %v", got)
 	}
 }

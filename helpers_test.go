@@ -3,14 +3,12 @@ package flows_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"os"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventflows/flows"
+	"github.com/eventflows/flows/flowstest"
 	"go.uber.org/goleak"
 )
 
@@ -29,61 +27,7 @@ func leakOptions() []goleak.Option {
 
 // newEvent builds a valid event with JSON data.
 func newEvent(id string, data any) event.Event {
-	e := event.New()
-	e.SetID(id)
-	e.SetSource("/test")
-	e.SetType("test.event")
-	if data != nil {
-		if err := e.SetData(event.ApplicationJSON, data); err != nil {
-			panic(err)
-		}
-	}
-	return e
-}
-
-// sink records the events it receives.
-type sink struct {
-	mu     sync.Mutex
-	events []event.Event
-	signal chan struct{}
-}
-
-func newSink() *sink { return &sink{signal: make(chan struct{}, 1<<16)} }
-
-func (s *sink) Handle(_ context.Context, e event.Event) (*event.Event, error) {
-	s.mu.Lock()
-	s.events = append(s.events, e.Clone())
-	s.mu.Unlock()
-	s.signal <- struct{}{}
-	return nil, nil
-}
-
-// wait returns the first n events, failing the test if they do not arrive.
-func (s *sink) wait(t testing.TB, n int) []event.Event {
-	t.Helper()
-	timeout := time.NewTimer(10 * time.Second)
-	defer timeout.Stop()
-	for {
-		s.mu.Lock()
-		if len(s.events) >= n {
-			out := append([]event.Event(nil), s.events[:n]...)
-			s.mu.Unlock()
-			return out
-		}
-		got := len(s.events)
-		s.mu.Unlock()
-		select {
-		case <-s.signal:
-		case <-timeout.C:
-			t.Fatalf("got %d events, want %d", got, n)
-		}
-	}
-}
-
-func (s *sink) all() []event.Event {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]event.Event(nil), s.events...)
+	return flowstest.NewEvent(id, "test.event", "/test", data)
 }
 
 type msg struct {
@@ -107,30 +51,19 @@ func message(t testing.TB, e event.Event) string {
 	return m.Message
 }
 
-// failing fails the first n calls with err, then replies with the event.
-type failing struct {
-	mu    sync.Mutex
-	n     int
-	err   error
-	calls int
-	times []time.Time
+// failN returns a subscriber that fails the first n attempts at each event
+// with err, then replies with the event.
+func failN(n int, err error) *flowstest.Recorder {
+	return flowstest.NewRecorder(flowstest.Fail(err).Times(n), flowstest.Echo())
 }
 
-func (f *failing) Handle(_ context.Context, e event.Event) (*event.Event, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls++
-	f.times = append(f.times, time.Now())
-	if f.calls <= f.n {
-		return nil, f.err
+// attemptTimes is when each attempt reached r.
+func attemptTimes(r *flowstest.Recorder) []time.Time {
+	var out []time.Time
+	for _, rec := range r.Records() {
+		out = append(out, rec.Time)
 	}
-	return &e, nil
-}
-
-func (f *failing) count() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.calls
+	return out
 }
 
 func start(t testing.TB, def interface {
@@ -158,6 +91,3 @@ func ids(events []event.Event) []string {
 	}
 	return out
 }
-
-var _ = fmt.Sprint
-var _ = os.Stderr

@@ -210,6 +210,7 @@ type HTTPError struct {
 	RetryAfter time.Duration // from the Retry-After header; 0 if absent or invalid
 }
 
+// Error names the URL and the status, with the start of the body.
 func (e *HTTPError) Error() string {
 	msg := fmt.Sprintf("flows: POST %s: %d %s", e.URL, e.StatusCode, http.StatusText(e.StatusCode))
 	if body := bytes.TrimSpace(e.Body); len(body) > 0 {

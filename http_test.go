@@ -18,6 +18,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/eventflows/flows"
+	"github.com/eventflows/flows/flowstest"
 )
 
 // newServer starts an httptest server on 127.0.0.1 that counts new connections.
@@ -106,7 +107,7 @@ func TestHTTPStatusesFollowKnative(t *testing.T) {
 				w.WriteHeader(tc.status)
 				io.WriteString(w, "details")
 			}))
-			dls := newSink()
+			dls := flowstest.NewRecorder()
 			f := start(t, &flows.Sequence{Steps: []flows.Step{{Subscriber: flows.HTTP(srv.URL)}},
 				Delivery: &flows.Delivery{Retry: 2, DeadLetter: dls}})
 			f.Handle(context.Background(), newEvent("1", nil))
@@ -118,7 +119,7 @@ func TestHTTPStatusesFollowKnative(t *testing.T) {
 			if calls.Load() != want {
 				t.Errorf("server called %d times, want %d", calls.Load(), want)
 			}
-			dl := dls.wait(t, 1)[0]
+			dl := dls.MustWait(t, 1)[0]
 			if dl.Extensions()[flows.ExtensionErrorDest] != srv.URL {
 				t.Errorf("knativeerrordest = %v, want the URL", dl.Extensions()[flows.ExtensionErrorDest])
 			}
@@ -154,10 +155,10 @@ func TestHTTPTransportErrorsAreRetried(t *testing.T) {
 	}
 	url := "http://" + ln.Addr().String()
 	ln.Close() // nothing listens there any more
-	dls := newSink()
+	dls := flowstest.NewRecorder()
 	f := start(t, &flows.Sequence{Steps: []flows.Step{{Subscriber: flows.HTTP(url)}}, Delivery: &flows.Delivery{Retry: 1, DeadLetter: dls}})
 	f.Handle(context.Background(), newEvent("1", nil))
-	dl := dls.wait(t, 1)[0]
+	dl := dls.MustWait(t, 1)[0]
 	if code := dl.Extensions()[flows.ExtensionErrorCode]; code != int32(500) {
 		t.Errorf("knativeerrorcode = %v, want 500 for a transport error", code)
 	}
@@ -170,7 +171,7 @@ func TestHTTPSequenceReusesConnections(t *testing.T) {
 		s, c := newServer(t, flows.NewHTTPHandler(appender(" +")))
 		servers, conns = append(servers, s), append(conns, c)
 	}
-	out := newSink()
+	out := flowstest.NewRecorder()
 	f := start(t, &flows.Sequence{Steps: []flows.Step{
 		{Subscriber: flows.HTTP(servers[0].URL)}, {Subscriber: flows.HTTP(servers[1].URL)}, {Subscriber: flows.HTTP(servers[2].URL)},
 	}, Reply: out}, flows.WithConcurrency(4))
@@ -180,7 +181,7 @@ func TestHTTPSequenceReusesConnections(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, e := range out.wait(t, n) {
+	for _, e := range out.MustWait(t, n) {
 		if m := message(t, e); m != "x + + +" {
 			t.Fatalf("message %q", m)
 		}

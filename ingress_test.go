@@ -17,6 +17,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventflows/flows"
+	"github.com/eventflows/flows/flowstest"
 )
 
 // serveIngress serves a flow's ingress on 127.0.0.1.
@@ -68,7 +69,7 @@ func with(h map[string]string, kv ...string) map[string]string {
 }
 
 func TestIngressAcceptsBinaryAndStructuredEvents(t *testing.T) {
-	out := newSink()
+	out := flowstest.NewRecorder()
 	f := start(t, &flows.Sequence{Steps: []flows.Step{{Subscriber: appender(" - Handled by 0")}}, Reply: out})
 	url := serveIngress(t, f)
 
@@ -79,7 +80,7 @@ func TestIngressAcceptsBinaryAndStructuredEvents(t *testing.T) {
 	if status, _, _ := request(t, "POST", url, map[string]string{"Content-Type": "application/cloudevents+json"}, structured); status != 202 {
 		t.Errorf("structured: %d", status)
 	}
-	got := out.wait(t, 2)
+	got := out.MustWait(t, 2)
 	msgs := map[string]string{}
 	for _, e := range got {
 		msgs[e.ID()] = message(t, e)

@@ -15,17 +15,18 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventflows/flows"
+	"github.com/eventflows/flows/flowstest"
 	"golang.org/x/sync/errgroup"
 )
 
 func TestShutdownDrainsEverythingAccepted(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		out := newSink()
+		out := flowstest.NewRecorder()
 		slow := flows.HandlerFunc(func(_ context.Context, e event.Event) (*event.Event, error) {
 			time.Sleep(10 * time.Millisecond)
 			return &e, nil
 		})
-		flaky := &failing{n: 5, err: errors.New("flaky")}
+		flaky := failN(5, errors.New("flaky"))
 		f, err := (&flows.Sequence{Steps: []flows.Step{{Subscriber: slow}, {Subscriber: flaky, Delivery: &flows.Delivery{Retry: 10, BackoffDelay: time.Second}}, {Subscriber: slow}}, Reply: out}).
 			Start(context.Background(), flows.WithCapacity(1000))
 		if err != nil {
@@ -39,7 +40,7 @@ func TestShutdownDrainsEverythingAccepted(t *testing.T) {
 		if err := f.Shutdown(context.Background()); err != nil {
 			t.Fatalf("Shutdown = %v", err)
 		}
-		if got := len(out.all()); got != 100 {
+		if got := len(out.Events()); got != 100 {
 			t.Errorf("delivered %d events before Shutdown returned, want all 100", got)
 		}
 		if err := f.Send(context.Background(), newEvent("late", nil)); !errors.Is(err, flows.ErrClosed) {
@@ -66,7 +67,7 @@ func TestShutdownDeadlineCancelsHangingAttempts(t *testing.T) {
 			cancelled.Add(1)
 			return nil, ctx.Err()
 		})
-		dls := newSink()
+		dls := flowstest.NewRecorder()
 		f, err := (&flows.Sequence{Steps: []flows.Step{{Subscriber: hang, Delivery: &flows.Delivery{DeadLetter: dls}}}}).Start(context.Background())
 		if err != nil {
 			t.Fatal(err)
@@ -93,8 +94,8 @@ func TestShutdownDeadlineCancelsHangingAttempts(t *testing.T) {
 		if got := ids(ue.Events); len(got) != 3 {
 			t.Errorf("undelivered = %v, want the 3 events", got)
 		}
-		if len(dls.all()) != 0 {
-			t.Errorf("dead letters = %d; the cancelled attempt must be reported, not dead-lettered", len(dls.all()))
+		if len(dls.Events()) != 0 {
+			t.Errorf("dead letters = %d; the cancelled attempt must be reported, not dead-lettered", len(dls.Events()))
 		}
 	})
 }
@@ -235,7 +236,7 @@ func TestSubscriptionsDeliverConcurrently(t *testing.T) {
 
 func TestRunFitsErrgroup(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		out := newSink()
+		out := flowstest.NewRecorder()
 		ctx, cancel := context.WithCancel(context.Background())
 		g, gctx := errgroup.WithContext(ctx)
 		seq := &flows.Sequence{Steps: []flows.Step{{Subscriber: appender(" 1")}}, Reply: out}
@@ -249,7 +250,7 @@ func TestRunFitsErrgroup(t *testing.T) {
 		if err := g.Wait(); err != nil {
 			t.Fatalf("Wait = %v", err)
 		}
-		if n := len(out.all()); n != 3 {
+		if n := len(out.Events()); n != 3 {
 			t.Errorf("ping sent %d events in 3.5s, want 3", n)
 		}
 	})
@@ -261,7 +262,7 @@ func TestNoGoroutineOutlivesTheFlow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f, err := (&flows.Parallel{Branches: []flows.Branch{
 			{Filter: flows.Match(func(event.Event) bool { return true }), Subscriber: appender("x")},
-			{Subscriber: &failing{n: 2, err: errors.New("x")}, Delivery: &flows.Delivery{Retry: 5, BackoffDelay: time.Hour}},
+			{Subscriber: failN(2, errors.New("x")), Delivery: &flows.Delivery{Retry: 5, BackoffDelay: time.Hour}},
 		}, Reply: flows.Discard}).Start(context.Background(), flows.WithConcurrency(4))
 		if err != nil {
 			t.Fatal(err)

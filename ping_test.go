@@ -10,13 +10,14 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventflows/flows"
+	"github.com/eventflows/flows/flowstest"
 	"github.com/google/uuid"
 )
 
 func TestPingSendsKnativeEventsOnSchedule(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		// The bubble's clock starts at midnight UTC, 2000-01-01.
-		out := newSink()
+		out := flowstest.NewRecorder()
 		src, err := (&flows.Ping{
 			Name:        "ping-source",
 			Namespace:   "demo",
@@ -32,7 +33,7 @@ func TestPingSendsKnativeEventsOnSchedule(t *testing.T) {
 		time.Sleep(7 * time.Minute)
 		src.Shutdown(context.Background())
 
-		got := out.all()
+		got := out.Events()
 		if len(got) != 3 {
 			t.Fatalf("got %d events in 7 minutes of */2, want 3", len(got))
 		}
@@ -68,14 +69,14 @@ func TestPingScheduleSyntax(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.schedule+tc.tz, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				out := newSink()
+				out := flowstest.NewRecorder()
 				src, err := (&flows.Ping{Schedule: tc.schedule, Timezone: tc.tz, Sink: out}).Start(context.Background())
 				if err != nil {
 					t.Fatal(err)
 				}
 				time.Sleep(tc.in)
 				src.Close()
-				if got := len(out.all()); got != tc.want {
+				if got := len(out.Events()); got != tc.want {
 					t.Errorf("%d events, want %d", got, tc.want)
 				}
 			})
@@ -128,11 +129,11 @@ func TestPingValidation(t *testing.T) {
 
 func TestPingRetriesLikeKnativeAndShutdownWaits(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		sinkStep := &failing{n: 3, err: errors.New("not yet")}
+		sinkStep := failN(3, errors.New("not yet"))
 		src, _ := (&flows.Ping{Schedule: "* * * * * *", Sink: sinkStep}).Start(context.Background())
 		time.Sleep(1500 * time.Millisecond) // the first tick fires at 1s, then retries 100ms, 200ms, 400ms later
 		src.Shutdown(context.Background())
-		if got := gaps(sinkStep.times); !equalDurations(got, []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond}) {
+		if got := gaps(attemptTimes(sinkStep)); !equalDurations(got, []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond}) {
 			t.Errorf("retry delays = %v", got)
 		}
 	})
@@ -140,13 +141,13 @@ func TestPingRetriesLikeKnativeAndShutdownWaits(t *testing.T) {
 
 func TestPingIntoASequence(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		out := newSink()
+		out := flowstest.NewRecorder()
 		seq, _ := (&flows.Sequence{Steps: []flows.Step{{Subscriber: appender(" - Handled by 0")}, {Subscriber: appender(" - Handled by 1")}}, Reply: out}).Start(context.Background())
 		src, _ := (&flows.Ping{Schedule: "* * * * *", ContentType: "application/json", Data: `{"message": "hello, world!"}`, Sink: seq}).Start(context.Background())
 		time.Sleep(time.Minute + time.Second)
 		src.Shutdown(context.Background())
 		seq.Shutdown(context.Background())
-		got := out.all()
+		got := out.Events()
 		if len(got) != 1 || message(t, got[0]) != "hello, world! - Handled by 0 - Handled by 1" {
 			t.Errorf("got %v", got)
 		}

@@ -185,9 +185,13 @@ func call(ctx context.Context, h Handler, e event.Event, d *Delivery) (reply *ev
 		if r := recover(); r != nil {
 			reply, err = nil, &PanicError{Value: r, Stack: debug.Stack()}
 		}
-		if d != nil && d.Timeout > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			// Late success counts as a failure, as an HTTP client timeout would.
-			reply, err = nil, fmt.Errorf("%w after %s: %w", ErrTimeout, d.Timeout, errors.Join(err, context.DeadlineExceeded))
+		if err != nil && d != nil && d.Timeout > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) &&
+			(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
+			// The handler stopped because of the timeout. (One that finished
+			// its work late did it all the same: its success stands, so that
+			// a known success is never delivered twice, and its own error is
+			// reported as it is.)
+			err = fmt.Errorf("%w after %s: %w", ErrTimeout, d.Timeout, err)
 		}
 	}()
 	return h.Handle(ctx, e)

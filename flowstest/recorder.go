@@ -226,6 +226,7 @@ type WaitError struct {
 // maxListed bounds the events a WaitError lists.
 const maxListed = 20
 
+// Error says how many events came and lists them.
 func (e *WaitError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "flowstest: waited for %d event(s), got %d: %v", e.Want, len(e.Records), e.Err)

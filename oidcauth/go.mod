@@ -4,6 +4,8 @@ go 1.26.0
 
 require github.com/eventflows/flows v0.0.0
 
+require go.uber.org/goleak v1.3.0
+
 require (
 	github.com/cloudevents/sdk-go/v2 v2.16.2 // indirect
 	github.com/coreos/go-oidc/v3 v3.21.0
