@@ -32,6 +32,7 @@ type Error struct {
 	Err      error  // what is wrong
 }
 
+// Error formats the problem as "file: Kind \"name\": path: cause".
 func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString(e.File)
