@@ -229,15 +229,20 @@ func (f *Flow) publish(ctx context.Context, e *event.Event) error {
 // every delivery it caused was made or dead-lettered. This is Knative's
 // synchronous channel mode. It returns no event, and an error (a
 // [*DeliveryError], possibly several joined) if some delivery failed past its
-// dead-letter sink. If ctx ends first it returns ctx.Err() and the event goes
-// on in the background.
+// dead-letter sink. That error is [Permanent]: the flow as a step of another
+// is not retried, since that would run it all again (Knative would, and
+// duplicate what succeeded). If ctx ends first it returns ctx.Err() and the
+// event goes on in the background.
 //
 // Completion is tracked through in-memory channels; with other channels
 // Handle returns once the event was accepted.
 func (f *Flow) Handle(ctx context.Context, e event.Event) (*event.Event, error) {
 	reply, err := sendAndWait(ctx, &e, f.publish)
-	if errors.Is(err, ErrClosed) || errors.Is(err, ErrInvalidEvent) {
-		// As a step of another flow, retrying cannot help.
+	var de *DeliveryError
+	if errors.Is(err, ErrClosed) || errors.Is(err, ErrInvalidEvent) || errors.As(err, &de) {
+		// Used as a step, a reply or a sink of another flow, a retry cannot
+		// help, and after a failed delivery it would run the whole flow
+		// again, duplicating what did succeed.
 		err = Permanent(err)
 	}
 	return reply, err

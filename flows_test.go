@@ -343,3 +343,23 @@ func TestValidationReportsEveryProblemWithItsPath(t *testing.T) {
 		t.Errorf("paths = %v, want %v", paths, want)
 	}
 }
+
+func TestAFailingInnerFlowIsNotRunTwice(t *testing.T) {
+	first := flowstest.NewRecorder(flowstest.Echo())
+	inner := start(t, &flows.Sequence{Name: "inner", Steps: []flows.Step{
+		{Subscriber: first},
+		{Subscriber: flowstest.NewRecorder(flowstest.Fail(errors.New("down")))},
+	}})
+	dls := flowstest.NewRecorder()
+	outer := start(t, &flows.Sequence{Name: "outer", Steps: []flows.Step{{Subscriber: inner}},
+		Delivery: &flows.Delivery{Retry: 3, DeadLetter: dls}})
+	if _, err := outer.Handle(context.Background(), newEvent("1", nil)); err != nil {
+		t.Fatal(err)
+	}
+	if n := first.Len(); n != 1 {
+		t.Errorf("the inner flow's first step ran %d times, want once", n)
+	}
+	if got := dls.Events(); len(got) != 1 || got[0].Extensions()[flows.ExtensionErrorDest] != "inner" {
+		t.Errorf("outer dead letters = %v, want the event, failed at the inner flow", flowstest.IDs(got))
+	}
+}
