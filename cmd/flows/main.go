@@ -18,7 +18,7 @@
 // standard error. Ctrl-C drains the flows and exits; a second Ctrl-C stops
 // them at once.
 //
-// Install it with: go install github.com/eventflows/flows/cmd/flows@latest
+// Install it from a checkout of the repository with: go install ./cmd/flows
 package main
 
 import (
