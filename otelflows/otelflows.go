@@ -93,6 +93,7 @@ const (
 	SubscriptionKey = attribute.Key("flows.subscription")
 	DestinationKey  = attribute.Key("flows.destination")
 	AttemptKey      = attribute.Key("flows.attempt")
+	AttemptsKey     = attribute.Key("flows.attempts") // of a Ping's tick, in all
 	MaxAttemptsKey  = attribute.Key("flows.max_attempts")
 	OutcomeKey      = attribute.Key("flows.outcome")
 	RoleKey         = attribute.Key("flows.role")
@@ -375,7 +376,7 @@ func (o *observer) tick(ctx context.Context, t *flows.TickInfo) (context.Context
 	ctx, span := o.tracer.Start(ctx, "ping "+t.Source, trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithNewRoot(), trace.WithAttributes(append(eventAttrs(t.Event), FlowKey.String(t.Source))...))
 	return ctx, func() {
-		span.SetAttributes(OutcomeKey.String(string(t.Outcome)), AttemptKey.Int(t.Attempts))
+		span.SetAttributes(OutcomeKey.String(string(t.Outcome)), AttemptsKey.Int(t.Attempts))
 		if t.Err != nil {
 			span.RecordError(t.Err)
 			span.SetStatus(codes.Error, t.Err.Error())

@@ -361,7 +361,7 @@ func TestPingTraceStartsAtTheTick(t *testing.T) {
 		}
 
 		assertTree(t, h.ended(), `
-ping tick #1 delivered
+ping tick delivered
   tick sink #1
     seq steps[0] #1 delivered
       seq steps[0] reply #1
