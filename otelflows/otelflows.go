@@ -78,6 +78,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
+	noopmetric "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
@@ -176,9 +177,29 @@ type observer struct {
 	flows map[*flows.Flow]struct{} // running flows, for the queue depth
 }
 
+// instruments creates the instruments; one that cannot be created is
+// replaced by a no-op one, so that none is nil.
 func (o *observer) instruments(m metric.Meter) {
 	var err error
 	note := func(e error) { err = errors.Join(err, e) }
+	defer func() {
+		var none noopmetric.Meter
+		if o.accepted == nil {
+			o.accepted, _ = none.Int64Counter("")
+		}
+		if o.outcomes == nil {
+			o.outcomes, _ = none.Int64Counter("")
+		}
+		if o.callTime == nil {
+			o.callTime, _ = none.Float64Histogram("")
+		}
+		if o.eventTime == nil {
+			o.eventTime, _ = none.Float64Histogram("")
+		}
+		if o.inFlight == nil {
+			o.inFlight, _ = none.Int64UpDownCounter("")
+		}
+	}()
 	var e error
 	o.accepted, e = m.Int64Counter("flows.accepted", metric.WithUnit("{event}"),
 		metric.WithDescription("Events accepted into a flow."))
@@ -231,9 +252,8 @@ func (o *observer) start(f *flows.Flow) func() {
 // accept continues the trace of the caller's span, or of the event's HTTP
 // request, or of the event itself, and stamps the accept time.
 func (o *observer) accept(ctx context.Context, a *flows.AcceptInfo) (context.Context, func(error)) {
-	attrs := metric.WithAttributes(FlowKey.String(a.Flow))
-	if o.accepted != nil {
-		o.accepted.Add(ctx, 1, attrs)
+	if o.accepted.Enabled(ctx) {
+		o.accepted.Add(ctx, 1, metric.WithAttributes(FlowKey.String(a.Flow)))
 	}
 	var span trace.Span
 	if !trace.SpanContextFromContext(ctx).IsValid() {
@@ -244,8 +264,10 @@ func (o *observer) accept(ctx context.Context, a *flows.AcceptInfo) (context.Con
 		if !trace.SpanContextFromContext(pctx).IsValid() {
 			pctx = eventPropagator.Extract(ctx, eventCarrier{a.Event})
 		}
-		ctx, span = o.tracer.Start(pctx, "send "+a.Flow, trace.WithSpanKind(trace.SpanKindProducer),
-			trace.WithAttributes(append(eventAttrs(a.Event), FlowKey.String(a.Flow))...))
+		ctx, span = o.tracer.Start(pctx, "send "+a.Flow, trace.WithSpanKind(trace.SpanKindProducer))
+		if span.IsRecording() {
+			span.SetAttributes(append(eventAttrs(a.Event), FlowKey.String(a.Flow))...)
+		}
 	}
 	ctx = stamp(ctx, time.Now())
 	inject(ctx, a.Event)
@@ -265,41 +287,47 @@ func (o *observer) accept(ctx context.Context, a *flows.AcceptInfo) (context.Con
 // span that published the event.
 func (o *observer) deliver(ctx context.Context, d *flows.DeliveryInfo) (context.Context, func()) {
 	pctx := eventPropagator.Extract(ctx, eventCarrier{d.Event})
-	ctx, span := o.tracer.Start(pctx, d.Flow+" "+d.Step, trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(append(eventAttrs(d.Event),
+	ctx, span := o.tracer.Start(pctx, d.Flow+" "+d.Step, trace.WithSpanKind(trace.SpanKindConsumer))
+	recording := span.IsRecording()
+	if recording {
+		span.SetAttributes(append(eventAttrs(d.Event),
 			FlowKey.String(d.Flow), StepKey.String(d.Step), SubscriptionKey.String(d.Subscription),
-			DestinationKey.String(d.Destination), AttemptKey.Int(d.Attempt), MaxAttemptsKey.Int(d.MaxAttempts))...))
+			DestinationKey.String(d.Destination), AttemptKey.Int(d.Attempt), MaxAttemptsKey.Int(d.MaxAttempts))...)
+	}
 	if !span.SpanContext().IsValid() && trace.SpanContextFromContext(pctx).IsValid() {
 		// A tracer that makes no spans: keep the event's trace id for the
 		// logs and the hops.
 		ctx = trace.ContextWithSpanContext(ctx, trace.SpanContextFromContext(pctx))
 	}
-	step := attribute.NewSet(FlowKey.String(d.Flow), StepKey.String(d.Step))
-	if o.inFlight != nil {
-		o.inFlight.Add(ctx, 1, metric.WithAttributeSet(step))
+	var step metric.MeasurementOption
+	if o.inFlight.Enabled(ctx) {
+		step = metric.WithAttributeSet(attribute.NewSet(FlowKey.String(d.Flow), StepKey.String(d.Step)))
+		o.inFlight.Add(ctx, 1, step)
 	}
 	return ctx, func() {
-		span.SetAttributes(OutcomeKey.String(string(d.Outcome)))
-		switch d.Outcome {
-		case flows.OutcomeDelivered, flows.OutcomeFiltered:
-		case flows.OutcomeRetried:
-			span.SetAttributes(RetryWaitKey.Float64(d.Wait.Seconds()))
-			fallthrough
-		default:
-			if d.Err != nil {
-				span.RecordError(d.Err)
-				span.SetStatus(codes.Error, d.Err.Error())
-			} else {
-				span.SetStatus(codes.Error, string(d.Outcome))
+		if recording {
+			span.SetAttributes(OutcomeKey.String(string(d.Outcome)))
+			switch d.Outcome {
+			case flows.OutcomeDelivered, flows.OutcomeFiltered:
+			case flows.OutcomeRetried:
+				span.SetAttributes(RetryWaitKey.Float64(d.Wait.Seconds()))
+				fallthrough
+			default:
+				if d.Err != nil {
+					span.RecordError(d.Err)
+					span.SetStatus(codes.Error, d.Err.Error())
+				} else {
+					span.SetStatus(codes.Error, string(d.Outcome))
+				}
 			}
 		}
-		if o.inFlight != nil {
-			o.inFlight.Add(ctx, -1, metric.WithAttributeSet(step))
+		if step != nil {
+			o.inFlight.Add(ctx, -1, step)
 		}
-		if o.outcomes != nil {
+		if o.outcomes.Enabled(ctx) {
 			o.outcomes.Add(ctx, 1, metric.WithAttributes(FlowKey.String(d.Flow), StepKey.String(d.Step), OutcomeKey.String(string(d.Outcome))))
 		}
-		if left := d.Outcome != flows.OutcomeRetried && d.Outcome != flows.OutcomeStopped && !d.Forwarded; left && o.eventTime != nil {
+		if left := d.Outcome != flows.OutcomeRetried && d.Outcome != flows.OutcomeStopped && !d.Forwarded; left && o.eventTime.Enabled(ctx) {
 			if t, ok := stamped(ctx); ok {
 				o.eventTime.Record(ctx, time.Since(t).Seconds(), metric.WithAttributes(FlowKey.String(d.Flow)))
 			}
@@ -317,14 +345,23 @@ func (o *observer) attempt(ctx context.Context, a *flows.AttemptInfo) (context.C
 		if a.Role == flows.RoleSink {
 			name = a.Flow + " sink"
 		}
-		ctx, span = o.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindProducer),
-			trace.WithAttributes(FlowKey.String(a.Flow), StepKey.String(a.Step), RoleKey.String(string(a.Role)),
-				DestinationKey.String(a.Destination), AttemptKey.Int(a.Attempt), MaxAttemptsKey.Int(a.MaxAttempts)))
+		ctx, span = o.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindProducer))
+		if span.IsRecording() {
+			span.SetAttributes(FlowKey.String(a.Flow), StepKey.String(a.Step), RoleKey.String(string(a.Role)),
+				DestinationKey.String(a.Destination), AttemptKey.Int(a.Attempt), MaxAttemptsKey.Int(a.MaxAttempts))
+		}
 	}
 	inject(ctx, a.Event)
-	start := time.Now()
+	timed := o.callTime.Enabled(ctx)
+	if !timed && span == nil {
+		return ctx, nil
+	}
+	var start time.Time
+	if timed {
+		start = time.Now()
+	}
 	return ctx, func() {
-		if o.callTime != nil {
+		if timed {
 			attrs := []attribute.KeyValue{FlowKey.String(a.Flow), StepKey.String(a.Step), RoleKey.String(string(a.Role))}
 			if a.Err != nil {
 				attrs = append(attrs, semconv.ErrorTypeKey.String(errorType(a.Err)))
@@ -361,8 +398,10 @@ func (o *observer) ingress(ctx context.Context, r *http.Request, e *event.Event)
 		// The route, as HTTP servers name their spans; a path could be unbounded.
 		name += " " + r.Pattern
 	}
-	ctx, span := o.tracer.Start(pctx, name, trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(append(eventAttrs(e), semconv.HTTPRequestMethodKey.String(r.Method), semconv.URLPath(r.URL.Path))...))
+	ctx, span := o.tracer.Start(pctx, name, trace.WithSpanKind(trace.SpanKindServer))
+	if span.IsRecording() {
+		span.SetAttributes(append(eventAttrs(e), semconv.HTTPRequestMethodKey.String(r.Method), semconv.URLPath(r.URL.Path))...)
+	}
 	return ctx, func(status int) {
 		span.SetAttributes(semconv.HTTPResponseStatusCode(status))
 		if status >= 500 {
@@ -373,15 +412,17 @@ func (o *observer) ingress(ctx context.Context, r *http.Request, e *event.Event)
 }
 
 func (o *observer) tick(ctx context.Context, t *flows.TickInfo) (context.Context, func()) {
-	ctx, span := o.tracer.Start(ctx, "ping "+t.Source, trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithNewRoot(), trace.WithAttributes(append(eventAttrs(t.Event), FlowKey.String(t.Source))...))
+	ctx, span := o.tracer.Start(ctx, "ping "+t.Source, trace.WithSpanKind(trace.SpanKindProducer), trace.WithNewRoot())
+	if span.IsRecording() {
+		span.SetAttributes(append(eventAttrs(t.Event), FlowKey.String(t.Source))...)
+	}
 	return ctx, func() {
 		span.SetAttributes(OutcomeKey.String(string(t.Outcome)), AttemptsKey.Int(t.Attempts))
 		if t.Err != nil {
 			span.RecordError(t.Err)
 			span.SetStatus(codes.Error, t.Err.Error())
 		}
-		if o.outcomes != nil {
+		if o.outcomes.Enabled(ctx) {
 			o.outcomes.Add(ctx, 1, metric.WithAttributes(FlowKey.String(t.Source), StepKey.String("sink"), OutcomeKey.String(string(t.Outcome))))
 		}
 		span.End()

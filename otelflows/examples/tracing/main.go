@@ -73,7 +73,20 @@ func flaky(h flows.Handler) flows.Handler {
 	})
 }
 
-func run(ctx context.Context, out io.Writer, schedule string, events int) error {
+// lockedWriter serializes the writes of the logger and the display.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func run(ctx context.Context, w io.Writer, schedule string, events int) error {
+	out := &lockedWriter{w: w}
 	spans := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
 	defer tp.Shutdown(context.Background())
