@@ -198,12 +198,11 @@ type Queue struct {
 func (f *Flow) Queues() []Queue {
 	var out []Queue
 	for _, st := range f.stages {
-		mc, ok := st.ch.(*InMemoryChannel)
-		if !ok {
-			continue
-		}
 		for _, s := range st.subs {
-			out = append(out, Queue{Subscription: s.name, Step: s.step, Len: mc.Len(s.name)})
+			// No lock: a publisher waiting for room holds the channel's.
+			if q, ok := s.recv.(*memQueue); ok {
+				out = append(out, Queue{Subscription: s.name, Step: s.step, Len: len(q.slots)})
+			}
 		}
 	}
 	return out

@@ -138,3 +138,40 @@ ingress POST /events
 		t.Errorf("method %q", got)
 	}
 }
+
+// A flow served with flows.NewHTTPHandler (as an HTTP subscriber of another
+// flow, say) continues the trace of the W3C header it is called with.
+func TestFlowServedAsSubscriberContinuesTheTrace(t *testing.T) {
+	h := newHarness(t)
+	f, err := (&flows.Sequence{Name: "seq", Steps: []flows.Step{{Subscriber: flowstest.NewRecorder()}}}).Start(t.Context(), flows.WithObserver(h.obs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	srv := flowstest.NewServer(f)
+	defer srv.Close()
+
+	e := flowstest.NewEvent("1", "t", "/test", nil)
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL, nil)
+	if err := cehttp.WriteRequest(binding.WithForceBinary(t.Context()), binding.ToMessage(&e), req); err != nil {
+		t.Fatal(err)
+	}
+	const tid, sid = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	req.Header.Set("Traceparent", "00-"+tid+"-"+sid+"-01")
+	resp, err := srv.Target().Client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	assertTree(t, h.ended(), `
+send seq
+  seq steps[0] #1 delivered
+`)
+	send := h.span(t, "send seq", 0)
+	if send.SpanContext.TraceID().String() != tid || send.Parent.SpanID().String() != sid || !send.Parent.IsRemote() {
+		t.Errorf("send span %s under %s, want trace %s under the remote %s", send.SpanContext.TraceID(), send.Parent.SpanID(), tid, sid)
+	}
+}
