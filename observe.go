@@ -34,9 +34,11 @@ type Observer struct {
 
 	// Deliver is called when a subscription starts one attempt of a
 	// message: the call of its subscriber, then the reply hop or the
-	// dead-letter hop that follows. done is called once the message is
-	// acknowledged or handed back for a retry, with d's result fields set.
-	// Retries through the channel are separate calls.
+	// dead-letter hop that follows. done is called when the attempt is
+	// over, with d's result fields set, just before the message is
+	// acknowledged or handed back for a retry (so a [Flow.Handle] that
+	// returns finds every done called). Retries through the channel are
+	// separate calls.
 	Deliver func(ctx context.Context, d *DeliveryInfo) (_ context.Context, done func())
 
 	// Attempt is called around each call of a handler: a subscriber (inside
