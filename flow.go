@@ -24,6 +24,7 @@ type options struct {
 	logger          *slog.Logger
 	shutdownTimeout time.Duration
 	allowURL        func(*url.URL) error
+	observer        *Observer
 }
 
 func buildOptions(opts []Option) options {
@@ -90,6 +91,8 @@ type Flow struct {
 	input  Channel
 	stages []*stage
 	log    *slog.Logger
+	obs    *Observer
+	onStop func() // from the observer's Start hook
 
 	cancel   context.CancelFunc // cancels the workers' context: the hard stop
 	stopping atomic.Bool
@@ -126,6 +129,7 @@ func newBuilder(ctx context.Context, name string, opts []Option) *builder {
 		f: &Flow{
 			name:    name,
 			log:     o.logger,
+			obs:     o.observer,
 			drained: make(chan struct{}),
 			stopped: make(chan struct{}),
 		},
@@ -161,6 +165,7 @@ func (b *builder) subscribe(ch Channel, s *subscription) {
 	_, s.httpSubscriber = s.subscriber.(*HTTPTarget)
 	s.workers = b.opts.concurrency
 	s.log = b.opts.logger
+	s.flow, s.obs = b.f.name, b.opts.observer
 	for _, st := range b.f.stages {
 		if st.ch == ch {
 			st.subs = append(st.subs, s)
@@ -185,6 +190,9 @@ func (b *builder) start(input Channel) (*Flow, error) {
 		for _, s := range st.subs {
 			s.start(ctx)
 		}
+	}
+	if f.obs != nil && f.obs.Start != nil {
+		f.onStop = f.obs.Start(f)
 	}
 	return f, nil
 }
@@ -222,7 +230,23 @@ func (f *Flow) publish(ctx context.Context, e *event.Event) error {
 	if err := validEvent(e); err != nil {
 		return err
 	}
+	if f.obs != nil && f.obs.Accept != nil {
+		return f.observedPublish(ctx, e)
+	}
 	return f.input.Publish(ctx, e)
+}
+
+func (f *Flow) observedPublish(ctx context.Context, e *event.Event) error {
+	a := &AcceptInfo{Flow: f.name, Event: e}
+	if env := envelopeFrom(ctx); env != nil {
+		a.Header = env.header
+	}
+	ctx, done := f.obs.Accept(ctx, a)
+	err := f.input.Publish(ctx, e)
+	if done != nil {
+		done(err)
+	}
+	return err
 }
 
 // Handle sends e to the flow and waits until the flow has finished with it:
@@ -352,6 +376,9 @@ func (f *Flow) drain() {
 		close(f.drained)
 	}
 	f.cancel()
+	if f.onStop != nil {
+		f.onStop()
+	}
 }
 
 // abort cancels the workers, waits for them, and collects what the

@@ -122,14 +122,18 @@ func (t *HTTPTarget) Handle(ctx context.Context, e event.Event) (*event.Event, e
 	} else {
 		wctx = binding.WithForceBinary(ctx)
 	}
-	if err := cehttp.WriteRequest(wctx, binding.ToMessage(&e), req); err != nil {
-		return nil, Permanent(fmt.Errorf("flows: encoding event %s for %s: %w", e.ID(), t.URL, err))
-	}
 	env := envelopeFrom(ctx)
 	if env != nil {
 		for k, v := range env.header {
 			req.Header[k] = v
 		}
+	}
+	if o := observerFrom(ctx); o != nil && o.Request != nil {
+		// Before encoding: the hook may set extensions (trace context).
+		o.Request(ctx, &e, req.Header)
+	}
+	if err := cehttp.WriteRequest(wctx, binding.ToMessage(&e), req); err != nil {
+		return nil, Permanent(fmt.Errorf("flows: encoding event %s for %s: %w", e.ID(), t.URL, err))
 	}
 	req.Header.Set("Prefer", "reply")
 	if t.Header != nil {

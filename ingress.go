@@ -102,6 +102,7 @@ type Ingress struct {
 	sync    bool
 	maxBody int64
 	log     *slog.Logger
+	obs     *Observer
 }
 
 // NewIngress returns an ingress that delivers to dst.
@@ -112,6 +113,9 @@ func NewIngress(dst Sender, opts ...IngressOption) *Ingress {
 	}
 	if in.log == nil {
 		in.log = slog.New(slog.DiscardHandler)
+	}
+	if f, ok := dst.(*Flow); ok && in.obs == nil && f != nil {
+		in.obs = f.obs
 	}
 	return in
 }
@@ -156,6 +160,14 @@ func (in *Ingress) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	if hdr := PassThroughHeaders(r.Header); hdr != nil {
 		ctx = withEnvelope(ctx, &envelope{header: hdr})
+	}
+	if in.obs != nil && in.obs.Ingress != nil {
+		var done func(int)
+		if ctx, done = in.obs.Ingress(ctx, r, e); done != nil {
+			sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+			w = sw
+			defer func() { done(sw.status) }()
+		}
 	}
 	if in.sync {
 		_, err = in.dst.Handle(ctx, *e)

@@ -126,6 +126,7 @@ func (p *Parallel) Start(ctx context.Context, opts ...Option) (*Flow, error) {
 		if br.Filter != nil {
 			b.subscribe(ingress, &subscription{
 				name:       fmt.Sprintf("%s-kn-parallel-filter-%d", name, i),
+				step:       fmt.Sprintf("branches[%d].filter", i),
 				subscriber: br.Filter,
 				subDest:    destination(br.Filter, fmt.Sprintf("%s/branches[%d].filter", name, i)),
 				reply:      channelSink{ch: branchChans[i].ch, name: branchChans[i].name},
@@ -136,6 +137,7 @@ func (p *Parallel) Start(ctx context.Context, opts ...Option) (*Flow, error) {
 		}
 		sub := &subscription{
 			name:       branchSub,
+			step:       fmt.Sprintf("branches[%d]", i),
 			subscriber: br.Subscriber,
 			subDest:    destination(br.Subscriber, fmt.Sprintf("%s/branches[%d]", name, i)),
 			delivery:   br.Delivery,

@@ -207,6 +207,7 @@ type Source struct {
 	delivery *Delivery
 	dest     string
 	log      *slog.Logger
+	obs      *Observer
 
 	cancelLoop  context.CancelFunc // stops scheduling
 	cancelTicks context.CancelFunc // cancels running sends
@@ -234,13 +235,14 @@ func (p *Ping) Start(ctx context.Context, opts ...Option) (*Source, error) {
 		delivery: p.Delivery,
 		dest:     destination(p.Sink, "ping/"+name+"/sink"),
 		log:      o.logger,
+		obs:      o.observer,
 		stopped:  make(chan struct{}),
 	}
 	if s.delivery == nil {
 		s.delivery = defaultPingDelivery
 	}
 	loopCtx, cancelLoop := context.WithCancel(context.Background())
-	tickCtx, cancelTicks := context.WithCancel(context.Background())
+	tickCtx, cancelTicks := context.WithCancel(withObserver(context.Background(), s.obs))
 	s.cancelLoop, s.cancelTicks = cancelLoop, cancelTicks
 	go s.loop(loopCtx, tickCtx)
 	return s, nil
@@ -287,20 +289,51 @@ func (s *Source) loop(loopCtx, tickCtx context.Context) {
 func (s *Source) tick(ctx context.Context) {
 	defer s.ticks.Done()
 	e := s.p.newEvent(s.data, time.Now())
-	attempts, err := deliver(ctx, s.p.Sink, &e, s.delivery)
-	if err == nil {
+	if s.obs == nil || s.obs.Tick == nil {
+		s.send(ctx, &e)
 		return
 	}
+	name, _ := s.p.names()
+	t := &TickInfo{Source: name, Event: &e}
+	ctx, done := s.obs.Tick(ctx, t)
+	t.Outcome, t.Attempts, t.Err = s.send(ctx, &e)
+	if done != nil {
+		done()
+	}
+}
+
+// send delivers the event of a tick to the sink, or else to the dead-letter sink.
+func (s *Source) send(ctx context.Context, e *event.Event) (Outcome, int, error) {
+	attempts, err := deliver(ctx, s.p.Sink, e, s.delivery, s.observe(RoleSink))
+	if err == nil {
+		return OutcomeDelivered, attempts, nil
+	}
 	if ctx.Err() == nil && s.delivery.DeadLetter != nil {
-		dl := deadLetterEvent(&e, s.dest, err)
-		if _, dlErr := deliver(ctx, s.delivery.DeadLetter, &dl, s.delivery); dlErr == nil {
-			return
+		dl := deadLetterEvent(e, s.dest, err)
+		if _, dlErr := deliver(ctx, s.delivery.DeadLetter, &dl, s.delivery, s.observe(RoleDeadLetter)); dlErr == nil {
+			return OutcomeDeadLettered, attempts, err
 		} else {
 			err = errors.Join(err, fmt.Errorf("dead-letter sink failed: %w", dlErr))
 		}
 	}
 	s.log.LogAttrs(ctx, slog.LevelError, "flows: ping event not delivered",
 		slog.String("id", e.ID()), slog.String("destination", s.dest), slog.Int("attempts", attempts), slog.Any("error", err))
+	if ctx.Err() != nil {
+		return OutcomeStopped, attempts, err
+	}
+	return OutcomeFailed, attempts, err
+}
+
+func (s *Source) observe(role Role) *hop {
+	if s.obs == nil {
+		return nil
+	}
+	name, _ := s.p.names()
+	dest := s.dest
+	if role == RoleDeadLetter {
+		dest = destination(s.delivery.DeadLetter, "ping/"+name+"/deadLetter")
+	}
+	return &hop{o: s.obs, a: AttemptInfo{Flow: name, Step: "sink", Role: role, Destination: dest}}
 }
 
 // Shutdown stops the schedule and waits for the sends in progress (with

@@ -104,6 +104,7 @@ func (s *Sequence) Start(ctx context.Context, opts ...Option) (*Flow, error) {
 	for i, st := range s.Steps {
 		sub := &subscription{
 			name:       names[i],
+			step:       fmt.Sprintf("steps[%d]", i),
 			subscriber: st.Subscriber,
 			subDest:    destination(st.Subscriber, fmt.Sprintf("%s/steps[%d]", name, i)),
 			delivery:   st.Delivery,

@@ -32,11 +32,15 @@ type subscription struct {
 	workers        int
 	log            *slog.Logger
 	wg             sync.WaitGroup
+	// flow and step name the subscription to the observer, if any.
+	flow, step string
+	obs        *Observer
 }
 
 // start launches the workers; they stop when the receiver is drained or ctx ends.
 func (s *subscription) start(ctx context.Context) {
 	n := max(s.workers, 1)
+	ctx = withObserver(ctx, s.obs)
 	s.wg.Add(n)
 	for range n {
 		go s.work(ctx)
@@ -72,14 +76,64 @@ func (s *subscription) work(ctx context.Context) {
 
 // process delivers one message and ends it with Ack or Nack.
 func (s *subscription) process(ctx context.Context, m Message) {
+	var di *DeliveryInfo
+	var done func()
+	if o := s.obs; o != nil && o.Deliver != nil {
+		di = &DeliveryInfo{Flow: s.flow, Step: s.step, Subscription: s.name, Destination: s.subDest,
+			Attempt: m.Attempt(), MaxAttempts: s.policy().attempts(), Event: m.Event()}
+		ctx, done = o.Deliver(ctx, di)
+	}
+	r := s.deliverMessage(ctx, m)
+	if done != nil {
+		// Before the Ack, so that a Flow.Handle that returns finds it done.
+		di.Outcome, di.Err, di.Wait, di.Forwarded = r.outcome, r.err, r.wait, r.forwarded
+		done()
+	}
+	switch r.outcome {
+	case OutcomeRetried:
+		m.Nack(r.wait)
+	case OutcomeStopped:
+		m.Nack(0)
+	default:
+		m.Ack()
+	}
+}
+
+// result is how deliverMessage ended, for process and the observer.
+type result struct {
+	outcome   Outcome
+	err       error
+	wait      time.Duration
+	forwarded bool
+}
+
+func (s *subscription) policy() *Delivery {
+	if s.filterHop {
+		return nil
+	}
+	return s.delivery
+}
+
+// observe describes a handler call to the observer, or is nil when there
+// is none.
+func (s *subscription) observe(role Role, dest string) *hop {
+	if s.obs == nil {
+		return nil
+	}
+	if role == RoleDeadLetter {
+		dest = destination(s.delivery.DeadLetter, s.flow+"/"+s.step+".delivery.deadLetter")
+	}
+	return &hop{o: s.obs, a: AttemptInfo{Flow: s.flow, Step: s.step, Role: role, Destination: dest}}
+}
+
+// deliverMessage makes one attempt of m and the hop that follows it: the
+// reply, or the dead-letter sink once the attempts are exhausted.
+func (s *subscription) deliverMessage(ctx context.Context, m Message) result {
 	e := m.Event()
 	attempt := m.Attempt()
 	env := envelopeOf(m)
 	tr := env.tr
-	d := s.delivery
-	if s.filterHop {
-		d = nil
-	}
+	d := s.policy()
 
 	in := *e
 	if d.attempts() > attempt || (d != nil && d.DeadLetter != nil) {
@@ -94,48 +148,54 @@ func (s *subscription) process(ctx context.Context, m Message) {
 		henv = &envelope{header: env.header}
 		hctx = withEnvelope(ctx, henv)
 	}
-	reply, err := call(hctx, s.subscriber, in, d)
+	var reply *event.Event
+	var err error
+	if h := s.observe(RoleSubscriber, s.subDest); h != nil {
+		h.a.Attempt, h.a.MaxAttempts = attempt, d.attempts()
+		reply, err = observedCall(hctx, h.o, &h.a, s.subscriber, in, d)
+	} else {
+		reply, err = call(hctx, s.subscriber, in, d)
+	}
 	dest, attempts, replyFailed := s.subDest, attempt, false
+	forwarded := false
 	if err == nil && reply != nil && s.reply != nil {
 		renv := &envelope{tr: tr, header: env.header}
 		if s.httpSubscriber {
 			// As Knative: the reply hop carries the subscriber's response headers.
 			renv.header = henv.replyHeader
 		}
-		attempts, err = deliver(withEnvelope(ctx, renv), s.reply, reply, d)
+		attempts, err = deliver(withEnvelope(ctx, renv), s.reply, reply, d, s.observe(RoleReply, s.replyDest))
 		dest, replyFailed = s.replyDest, err != nil
+		_, forwarded = s.reply.(channelSink)
 	}
 	switch {
+	case err == nil && reply == nil && s.filterHop:
+		return result{outcome: OutcomeFiltered}
 	case err == nil:
-		m.Ack()
-		return
+		return result{outcome: OutcomeDelivered, forwarded: forwarded}
 	case ctx.Err() != nil:
 		// A hard stop cancelled the attempt: the event is not delivered; the
 		// channel keeps it (or reports it as undelivered).
-		m.Nack(0)
-		return
+		return result{outcome: OutcomeStopped, err: err}
 	case !replyFailed && retryable(err) && attempt < d.attempts():
 		wait := d.wait(attempt, err)
 		s.log.LogAttrs(ctx, slog.LevelDebug, "flows: attempt failed, will retry",
 			slog.String("subscription", s.name), slog.String("id", e.ID()),
 			slog.Int("attempt", attempt), slog.Duration("wait", wait), slog.Any("error", err))
-		m.Nack(wait)
-		return
+		return result{outcome: OutcomeRetried, err: err, wait: wait}
 	}
 
 	if d != nil && d.DeadLetter != nil {
 		dl := deadLetterEvent(e, dest, err)
-		_, dlErr := deliver(withEnvelope(ctx, &envelope{tr: tr, header: env.header}), d.DeadLetter, &dl, d)
+		_, dlErr := deliver(withEnvelope(ctx, &envelope{tr: tr, header: env.header}), d.DeadLetter, &dl, d, s.observe(RoleDeadLetter, ""))
 		if dlErr == nil {
 			s.log.LogAttrs(ctx, slog.LevelWarn, "flows: event sent to the dead-letter sink",
 				slog.String("subscription", s.name), slog.String("id", e.ID()),
 				slog.String("destination", dest), slog.Int("attempts", attempts), slog.Any("error", err))
-			m.Ack()
-			return
+			return result{outcome: OutcomeDeadLettered, err: err}
 		}
 		if ctx.Err() != nil {
-			m.Nack(0)
-			return
+			return result{outcome: OutcomeStopped, err: err}
 		}
 		err = fmt.Errorf("%w; dead-letter sink failed: %w", err, dlErr)
 	}
@@ -145,14 +205,25 @@ func (s *subscription) process(ctx context.Context, m Message) {
 	if tr != nil {
 		tr.fail(derr)
 	}
-	m.Ack()
+	return result{outcome: OutcomeFailed, err: derr}
+}
+
+// hop is what deliver tells the observer about the calls it makes.
+type hop struct {
+	o *Observer
+	a AttemptInfo
 }
 
 // deliver sends e to h, retrying inline under d. It is used for the hops
 // that follow a successful delivery (the reply, the dead-letter sink), so
 // the subscriber is never called twice for one event because of them.
-func deliver(ctx context.Context, h Handler, e *event.Event, d *Delivery) (attempts int, err error) {
+//
+// hp, if not nil, reports each call to its observer.
+func deliver(ctx context.Context, h Handler, e *event.Event, d *Delivery, hp *hop) (attempts int, err error) {
 	if cs, ok := h.(channelSink); ok {
+		if hp != nil && hp.o.Publish != nil {
+			hp.o.Publish(ctx, cs.name, e)
+		}
 		// Publishing is not retried: it fails only on shutdown.
 		return 1, cs.ch.Publish(ctx, e)
 	}
@@ -162,7 +233,12 @@ func deliver(ctx context.Context, h Handler, e *event.Event, d *Delivery) (attem
 		if n < max {
 			in = e.Clone()
 		}
-		_, err = call(ctx, h, in, d)
+		if hp != nil {
+			hp.a.Attempt, hp.a.MaxAttempts = n, max
+			_, err = observedCall(ctx, hp.o, &hp.a, h, in, d)
+		} else {
+			_, err = call(ctx, h, in, d)
+		}
 		if err == nil || ctx.Err() != nil || !retryable(err) || n >= max {
 			return n, err
 		}

@@ -1,0 +1,491 @@
+// Package otelflows observes flows with OpenTelemetry: one trace per event
+// across every hop, metrics per flow and step, and trace ids on the flows'
+// log records.
+//
+// Install it on flows, sources and ingresses with [flows.WithObserver]:
+//
+//	obs := otelflows.New(otelflows.WithTracerProvider(tp), otelflows.WithMeterProvider(mp))
+//	f, err := seq.Start(ctx, flows.WithObserver(obs), flows.WithLogger(slog.New(otelflows.LogHandler(h))))
+//	ingress := flows.NewIngress(f) // uses the flow's observer
+//
+// # Traces
+//
+// An event's trace starts where the event enters the first flow: a [flows.Ping]
+// tick ("ping <name>"), an [flows.Ingress] request ("ingress", followed by
+// the route of its http.ServeMux if any), or a
+// Send or Handle with no span in its context ("send <flow>"). A context that
+// already holds a span (a caller's, or the hop of another flow) continues its
+// trace instead. Then each attempt of each subscription is a span
+// "<flow> <step>" (such as "orders steps[1]" or "orders branches[0].filter"),
+// a child of the span that published the event to its channel, so that a
+// Sequence reads as a chain and retries are sibling spans; the reply and
+// dead-letter hops and a Ping's sink are child spans "<flow> <step> reply",
+// "... dead-letter" and "<ping> sink", one per attempt.
+//
+// The trace context travels with the event in the CloudEvents
+// distributed-tracing extension (traceparent and tracestate): each handler
+// receives the event with the context of its own delivery. Over HTTP it is
+// also sent in W3C headers (see [WithPropagator]); an ingress or a
+// [flows.NewHTTPHandler] serving an observed flow picks it up, so the trace
+// continues across processes, and across durable channels too.
+//
+// Spans carry the flow, step, subscription, destination, attempt and outcome
+// as "flows.*" attributes, the event's id, type and source as
+// "cloudevents.*" attributes, and an error status with the error for failed
+// attempts.
+//
+// # Metrics
+//
+//   - flows.accepted (counter, {event}): events accepted into a flow.
+//   - flows.deliveries (counter, {attempt}): attempts of subscriptions by
+//     flows.outcome: delivered, filtered, retried, dead-lettered, failed,
+//     stopped (and the same outcomes for a Ping's ticks, step "sink").
+//   - flows.delivery.duration (histogram, s): duration of each handler call,
+//     by flows.role (subscriber, reply, dead-letter, sink) and error.type.
+//   - flows.event.duration (histogram, s): end-to-end latency, from the
+//     moment the flow accepted an event to the moment the event left the flow
+//     on a path (its last reply delivered, filtered out, dead-lettered or
+//     failed).
+//   - flows.in_flight (up-down counter, {attempt}): attempts in progress.
+//   - flows.queue.depth (gauge, {event}): events held by each subscription
+//     of an in-memory channel (see [flows.Flow.Queues]).
+//
+// All carry flows.flow, and flows.step where it applies. The end-to-end
+// latency reads the accept time from the trace context's tracestate (key
+// "flows"), so it also measures flows whose hops cross HTTP or a durable
+// channel; with no TracerProvider the observer still makes up a trace id per
+// event to carry it.
+//
+// # Logs
+//
+// The flows log through the caller's *slog.Logger ([flows.WithLogger]) with
+// the context of the delivery; [LogHandler] adds trace_id and span_id to
+// each record whose context holds a span.
+package otelflows
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/eventflows/flows"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	noopmetric "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// ScopeName is the instrumentation scope of the tracer and the meter.
+const ScopeName = "github.com/eventflows/flows/otelflows"
+
+// Attribute keys of spans and metrics.
+const (
+	FlowKey         = attribute.Key("flows.flow")
+	StepKey         = attribute.Key("flows.step")
+	SubscriptionKey = attribute.Key("flows.subscription")
+	DestinationKey  = attribute.Key("flows.destination")
+	AttemptKey      = attribute.Key("flows.attempt")
+	AttemptsKey     = attribute.Key("flows.attempts") // of a Ping's tick, in all
+	MaxAttemptsKey  = attribute.Key("flows.max_attempts")
+	OutcomeKey      = attribute.Key("flows.outcome")
+	RoleKey         = attribute.Key("flows.role")
+	RetryWaitKey    = attribute.Key("flows.retry.wait") // seconds
+)
+
+// TraceStateKey is the tracestate member that carries the time (Unix
+// microseconds) at which the current flow accepted the event.
+const TraceStateKey = "flows"
+
+// An Option configures [New].
+type Option func(*config)
+
+type config struct {
+	tp   trace.TracerProvider
+	mp   metric.MeterProvider
+	prop propagation.TextMapPropagator
+}
+
+// WithTracerProvider sets where spans go. The default is the global
+// provider (otel.GetTracerProvider).
+func WithTracerProvider(tp trace.TracerProvider) Option { return func(c *config) { c.tp = tp } }
+
+// WithMeterProvider sets where metrics go. The default is the global
+// provider (otel.GetMeterProvider).
+func WithMeterProvider(mp metric.MeterProvider) Option { return func(c *config) { c.mp = mp } }
+
+// WithPropagator sets how the trace context is written to and read from HTTP
+// headers. The default is W3C Trace Context (traceparent, tracestate), what
+// Knative uses. The CloudEvents extension always uses W3C Trace Context, as
+// its specification says.
+func WithPropagator(p propagation.TextMapPropagator) Option { return func(c *config) { c.prop = p } }
+
+// New returns an observer that traces and measures what flows do, to
+// install with [flows.WithObserver] and [flows.IngressObserver]. One
+// observer may serve any number of flows, sources and ingresses.
+//
+// Instruments that cannot be created are reported to otel.Handle and left
+// out.
+func New(opts ...Option) *flows.Observer {
+	c := config{prop: propagation.TraceContext{}}
+	for _, o := range opts {
+		o(&c)
+	}
+	if c.tp == nil {
+		c.tp = otel.GetTracerProvider()
+	}
+	if c.mp == nil {
+		c.mp = otel.GetMeterProvider()
+	}
+	o := &observer{
+		tracer: c.tp.Tracer(ScopeName),
+		prop:   c.prop,
+		flows:  make(map[*flows.Flow]struct{}),
+	}
+	o.instruments(c.mp.Meter(ScopeName))
+	return &flows.Observer{
+		Accept:  o.accept,
+		Deliver: o.deliver,
+		Attempt: o.attempt,
+		Publish: o.publish,
+		Request: o.request,
+		Ingress: o.ingress,
+		Tick:    o.tick,
+		Start:   o.start,
+	}
+}
+
+type observer struct {
+	tracer trace.Tracer
+	prop   propagation.TextMapPropagator
+
+	accepted  metric.Int64Counter
+	outcomes  metric.Int64Counter
+	callTime  metric.Float64Histogram
+	eventTime metric.Float64Histogram
+	inFlight  metric.Int64UpDownCounter
+
+	mu    sync.Mutex
+	flows map[*flows.Flow]struct{} // running flows, for the queue depth
+}
+
+// instruments creates the instruments; one that cannot be created is
+// replaced by a no-op one, so that none is nil.
+func (o *observer) instruments(m metric.Meter) {
+	var err error
+	note := func(e error) { err = errors.Join(err, e) }
+	defer func() {
+		var none noopmetric.Meter
+		if o.accepted == nil {
+			o.accepted, _ = none.Int64Counter("")
+		}
+		if o.outcomes == nil {
+			o.outcomes, _ = none.Int64Counter("")
+		}
+		if o.callTime == nil {
+			o.callTime, _ = none.Float64Histogram("")
+		}
+		if o.eventTime == nil {
+			o.eventTime, _ = none.Float64Histogram("")
+		}
+		if o.inFlight == nil {
+			o.inFlight, _ = none.Int64UpDownCounter("")
+		}
+	}()
+	var e error
+	o.accepted, e = m.Int64Counter("flows.accepted", metric.WithUnit("{event}"),
+		metric.WithDescription("Events accepted into a flow."))
+	note(e)
+	o.outcomes, e = m.Int64Counter("flows.deliveries", metric.WithUnit("{attempt}"),
+		metric.WithDescription("Attempts of subscriptions, by outcome: delivered, filtered, retried, dead-lettered, failed, stopped."))
+	note(e)
+	o.callTime, e = m.Float64Histogram("flows.delivery.duration", metric.WithUnit("s"),
+		metric.WithDescription("Duration of each call of a subscriber, reply, dead-letter sink or sink."))
+	note(e)
+	o.eventTime, e = m.Float64Histogram("flows.event.duration", metric.WithUnit("s"),
+		metric.WithDescription("Time from a flow accepting an event to the event leaving the flow."))
+	note(e)
+	o.inFlight, e = m.Int64UpDownCounter("flows.in_flight", metric.WithUnit("{attempt}"),
+		metric.WithDescription("Attempts of subscriptions in progress."))
+	note(e)
+	depth, e := m.Int64ObservableGauge("flows.queue.depth", metric.WithUnit("{event}"),
+		metric.WithDescription("Events held by each subscription of an in-memory channel: queued, being delivered or waiting for a retry."))
+	note(e)
+	if e == nil {
+		_, e = m.RegisterCallback(func(_ context.Context, obs metric.Observer) error {
+			o.mu.Lock()
+			defer o.mu.Unlock()
+			for f := range o.flows {
+				for _, q := range f.Queues() {
+					obs.ObserveInt64(depth, int64(q.Len), metric.WithAttributes(
+						FlowKey.String(f.Name()), StepKey.String(q.Step), SubscriptionKey.String(q.Subscription)))
+				}
+			}
+			return nil
+		}, depth)
+		note(e)
+	}
+	if err != nil {
+		otel.Handle(err)
+	}
+}
+
+func (o *observer) start(f *flows.Flow) func() {
+	o.mu.Lock()
+	o.flows[f] = struct{}{}
+	o.mu.Unlock()
+	return func() {
+		o.mu.Lock()
+		delete(o.flows, f)
+		o.mu.Unlock()
+	}
+}
+
+// accept continues the trace of the caller's span, or of the event's HTTP
+// request, or of the event itself, and stamps the accept time.
+func (o *observer) accept(ctx context.Context, a *flows.AcceptInfo) (context.Context, func(error)) {
+	if o.accepted.Enabled(ctx) {
+		o.accepted.Add(ctx, 1, metric.WithAttributes(FlowKey.String(a.Flow)))
+	}
+	var span trace.Span
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		pctx := ctx
+		if a.Header != nil {
+			pctx = o.prop.Extract(ctx, propagation.HeaderCarrier(a.Header))
+		}
+		if !trace.SpanContextFromContext(pctx).IsValid() {
+			pctx = eventPropagator.Extract(ctx, eventCarrier{a.Event})
+		}
+		ctx, span = o.tracer.Start(pctx, "send "+a.Flow, trace.WithSpanKind(trace.SpanKindProducer))
+		if span.IsRecording() {
+			span.SetAttributes(append(eventAttrs(a.Event), FlowKey.String(a.Flow))...)
+		}
+	}
+	ctx = stamp(ctx, time.Now())
+	inject(ctx, a.Event)
+	if span == nil {
+		return ctx, nil
+	}
+	return ctx, func(err error) {
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}
+}
+
+// deliver starts the span of one attempt of a subscription, a child of the
+// span that published the event.
+func (o *observer) deliver(ctx context.Context, d *flows.DeliveryInfo) (context.Context, func()) {
+	pctx := eventPropagator.Extract(ctx, eventCarrier{d.Event})
+	ctx, span := o.tracer.Start(pctx, d.Flow+" "+d.Step, trace.WithSpanKind(trace.SpanKindConsumer))
+	recording := span.IsRecording()
+	if recording {
+		span.SetAttributes(append(eventAttrs(d.Event),
+			FlowKey.String(d.Flow), StepKey.String(d.Step), SubscriptionKey.String(d.Subscription),
+			DestinationKey.String(d.Destination), AttemptKey.Int(d.Attempt), MaxAttemptsKey.Int(d.MaxAttempts))...)
+	}
+	if !span.SpanContext().IsValid() && trace.SpanContextFromContext(pctx).IsValid() {
+		// A tracer that makes no spans: keep the event's trace id for the
+		// logs and the hops.
+		ctx = trace.ContextWithSpanContext(ctx, trace.SpanContextFromContext(pctx))
+	}
+	var step metric.MeasurementOption
+	if o.inFlight.Enabled(ctx) {
+		step = metric.WithAttributeSet(attribute.NewSet(FlowKey.String(d.Flow), StepKey.String(d.Step)))
+		o.inFlight.Add(ctx, 1, step)
+	}
+	return ctx, func() {
+		if recording {
+			span.SetAttributes(OutcomeKey.String(string(d.Outcome)))
+			switch d.Outcome {
+			case flows.OutcomeDelivered, flows.OutcomeFiltered:
+			case flows.OutcomeRetried:
+				span.SetAttributes(RetryWaitKey.Float64(d.Wait.Seconds()))
+				fallthrough
+			default:
+				if d.Err != nil {
+					span.RecordError(d.Err)
+					span.SetStatus(codes.Error, d.Err.Error())
+				} else {
+					span.SetStatus(codes.Error, string(d.Outcome))
+				}
+			}
+		}
+		if step != nil {
+			o.inFlight.Add(ctx, -1, step)
+		}
+		if o.outcomes.Enabled(ctx) {
+			o.outcomes.Add(ctx, 1, metric.WithAttributes(FlowKey.String(d.Flow), StepKey.String(d.Step), OutcomeKey.String(string(d.Outcome))))
+		}
+		if left := d.Outcome != flows.OutcomeRetried && d.Outcome != flows.OutcomeStopped && !d.Forwarded; left && o.eventTime.Enabled(ctx) {
+			if t, ok := stamped(ctx); ok {
+				o.eventTime.Record(ctx, time.Since(t).Seconds(), metric.WithAttributes(FlowKey.String(d.Flow)))
+			}
+		}
+		span.End()
+	}
+}
+
+// attempt measures each handler call and traces the hops after a delivery:
+// the subscriber's call is the delivery's own span.
+func (o *observer) attempt(ctx context.Context, a *flows.AttemptInfo) (context.Context, func()) {
+	var span trace.Span
+	if a.Role != flows.RoleSubscriber {
+		name := a.Flow + " " + a.Step + " " + string(a.Role)
+		if a.Role == flows.RoleSink {
+			name = a.Flow + " sink"
+		}
+		ctx, span = o.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindProducer))
+		if span.IsRecording() {
+			span.SetAttributes(FlowKey.String(a.Flow), StepKey.String(a.Step), RoleKey.String(string(a.Role)),
+				DestinationKey.String(a.Destination), AttemptKey.Int(a.Attempt), MaxAttemptsKey.Int(a.MaxAttempts))
+		}
+	}
+	inject(ctx, a.Event)
+	timed := o.callTime.Enabled(ctx)
+	if !timed && span == nil {
+		return ctx, nil
+	}
+	var start time.Time
+	if timed {
+		start = time.Now()
+	}
+	return ctx, func() {
+		if timed {
+			attrs := []attribute.KeyValue{FlowKey.String(a.Flow), StepKey.String(a.Step), RoleKey.String(string(a.Role))}
+			if a.Err != nil {
+				attrs = append(attrs, semconv.ErrorTypeKey.String(errorType(a.Err)))
+			}
+			o.callTime.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(attrs...))
+		}
+		if span == nil {
+			return
+		}
+		if a.Err != nil {
+			span.RecordError(a.Err)
+			span.SetStatus(codes.Error, a.Err.Error())
+		}
+		span.End()
+	}
+}
+
+// publish hands the delivery's trace context to the next channel.
+func (o *observer) publish(ctx context.Context, _ string, e *event.Event) { inject(ctx, e) }
+
+// request sends the trace context over HTTP, in the headers and in the event.
+func (o *observer) request(ctx context.Context, e *event.Event, h http.Header) {
+	o.prop.Inject(ctx, propagation.HeaderCarrier(h))
+	inject(ctx, e)
+}
+
+func (o *observer) ingress(ctx context.Context, r *http.Request, e *event.Event) (context.Context, func(int)) {
+	pctx := o.prop.Extract(ctx, propagation.HeaderCarrier(r.Header))
+	if !trace.SpanContextFromContext(pctx).IsValid() {
+		pctx = eventPropagator.Extract(ctx, eventCarrier{e})
+	}
+	name := "ingress"
+	if r.Pattern != "" {
+		// The route, as HTTP servers name their spans; a path could be unbounded.
+		name += " " + r.Pattern
+	}
+	ctx, span := o.tracer.Start(pctx, name, trace.WithSpanKind(trace.SpanKindServer))
+	if span.IsRecording() {
+		span.SetAttributes(append(eventAttrs(e), semconv.HTTPRequestMethodKey.String(r.Method), semconv.URLPath(r.URL.Path))...)
+	}
+	return ctx, func(status int) {
+		span.SetAttributes(semconv.HTTPResponseStatusCode(status))
+		if status >= 500 {
+			span.SetStatus(codes.Error, http.StatusText(status))
+		}
+		span.End()
+	}
+}
+
+func (o *observer) tick(ctx context.Context, t *flows.TickInfo) (context.Context, func()) {
+	ctx, span := o.tracer.Start(ctx, "ping "+t.Source, trace.WithSpanKind(trace.SpanKindProducer), trace.WithNewRoot())
+	if span.IsRecording() {
+		span.SetAttributes(append(eventAttrs(t.Event), FlowKey.String(t.Source))...)
+	}
+	return ctx, func() {
+		span.SetAttributes(OutcomeKey.String(string(t.Outcome)), AttemptsKey.Int(t.Attempts))
+		if t.Err != nil {
+			span.RecordError(t.Err)
+			span.SetStatus(codes.Error, t.Err.Error())
+		}
+		if o.outcomes.Enabled(ctx) {
+			o.outcomes.Add(ctx, 1, metric.WithAttributes(FlowKey.String(t.Source), StepKey.String("sink"), OutcomeKey.String(string(t.Outcome))))
+		}
+		span.End()
+	}
+}
+
+func eventAttrs(e *event.Event) []attribute.KeyValue {
+	return []attribute.KeyValue{
+		semconv.CloudEventsEventID(e.ID()),
+		semconv.CloudEventsEventType(e.Type()),
+		semconv.CloudEventsEventSource(e.Source()),
+	}
+}
+
+// errorType is the error.type of a failed call: the HTTP status, or a
+// category of Go error.
+func errorType(err error) string {
+	var he *flows.HTTPError
+	switch {
+	case errors.As(err, &he):
+		return strconv.Itoa(he.StatusCode)
+	case errors.Is(err, flows.ErrTimeout):
+		return "timeout"
+	case errors.As(err, new(*flows.PanicError)):
+		return "panic"
+	case flows.IsPermanent(err):
+		return "permanent"
+	}
+	return "_OTHER"
+}
+
+// stamp records in ctx's trace state that the current flow accepted the
+// event at t. Without a valid span context (no tracer), it makes one up, so
+// that the event still has a trace id for the logs and the latency.
+func stamp(ctx context.Context, t time.Time) context.Context {
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.IsValid() {
+		var tid trace.TraceID
+		var sid trace.SpanID
+		for i := range tid {
+			tid[i] = byte(rand.Uint32())
+		}
+		for i := range sid {
+			sid[i] = byte(rand.Uint32())
+		}
+		sc = trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid})
+	}
+	ts, err := sc.TraceState().Insert(TraceStateKey, strconv.FormatInt(t.UnixMicro(), 10))
+	if err != nil {
+		return ctx
+	}
+	return trace.ContextWithSpanContext(ctx, sc.WithTraceState(ts))
+}
+
+// stamped returns the accept time that stamp recorded in ctx's trace state.
+func stamped(ctx context.Context) (time.Time, bool) {
+	v := trace.SpanContextFromContext(ctx).TraceState().Get(TraceStateKey)
+	if v == "" {
+		return time.Time{}, false
+	}
+	us, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return time.UnixMicro(us), true
+}
