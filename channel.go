@@ -330,10 +330,11 @@ func (m *memMessage) Ack() error {
 		return errors.New("flows: message acknowledged twice")
 	}
 	m.done = true
+	// Release first, so that a Handle that returns sees the queue empty.
+	m.q.release()
 	if m.tr != nil {
 		m.tr.finish()
 	}
-	m.q.release()
 	return nil
 }
 
