@@ -54,12 +54,22 @@ type Channel struct {
 
 	// mu is held for reading while publishing and for writing by Close, so
 	// that Close returns only once no Publish is under way.
-	mu      sync.RWMutex
-	closed  atomic.Bool
-	closing chan struct{} // closed by Close: stops retries and pulls
+	mu       sync.RWMutex
+	closed   atomic.Bool
+	closing  <-chan struct{} // closed by Close: stops retries and pulls
+	stopping context.Context // done when closing is
+	stop     context.CancelFunc
 
 	subsMu sync.Mutex
 	subs   map[string]*receiver
+
+	// Requests under way when the connection is re-established were sent
+	// to a server that may be gone: watch cancels them, and they are made
+	// again at once instead of waiting for their timeout.
+	reqMu      sync.Mutex
+	requests   map[*context.CancelFunc]struct{}
+	reconnects atomic.Int64
+	watchDone  chan struct{}
 }
 
 // Channels returns a channel constructor for [flows.WithChannels]: each
@@ -93,13 +103,14 @@ func New(ctx context.Context, js natsjs.JetStream, name string, opts ...Option) 
 	}
 	tok := token(name)
 	c := &Channel{
-		js:      js,
-		name:    name,
-		stream:  cfg.prefix + "_" + tok,
-		subject: cfg.prefix + "." + tok,
-		cfg:     cfg,
-		closing: make(chan struct{}),
-		subs:    make(map[string]*receiver),
+		js:        js,
+		name:      name,
+		stream:    cfg.prefix + "_" + tok,
+		subject:   cfg.prefix + "." + tok,
+		cfg:       cfg,
+		subs:      make(map[string]*receiver),
+		requests:  make(map[*context.CancelFunc]struct{}),
+		watchDone: make(chan struct{}),
 	}
 	sc := natsjs.StreamConfig{
 		Name:        c.stream,
@@ -119,7 +130,48 @@ func New(ctx context.Context, js natsjs.JetStream, name string, opts ...Option) 
 	if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
 		return nil, fmt.Errorf("flows/jetstream: channel %q: creating stream %q: %w", name, c.stream, err)
 	}
+	c.stopping, c.stop = context.WithCancel(context.Background())
+	c.closing = c.stopping.Done()
+	go c.watch(js.Conn().StatusChanged(nats.CONNECTED))
 	return c, nil
+}
+
+// watch cancels the requests under way each time the connection is
+// re-established, until the channel is closed.
+func (c *Channel) watch(status chan nats.Status) {
+	defer close(c.watchDone)
+	defer c.js.Conn().RemoveStatusListener(status)
+	for {
+		select {
+		case <-status:
+			c.reconnects.Add(1)
+			c.reqMu.Lock()
+			for cancel := range c.requests {
+				(*cancel)()
+			}
+			c.reqMu.Unlock()
+		case <-c.closing:
+			return
+		}
+	}
+}
+
+// request returns a context for one request to the server, to be ended with
+// done. It reports whether the request was cut short by a reconnection, in
+// which case it may be made again at once.
+func (c *Channel) request(parent context.Context, timeout time.Duration) (ctx context.Context, done func() (reconnected bool)) {
+	gen := c.reconnects.Load()
+	ctx, cancel := context.WithTimeout(parent, timeout)
+	c.reqMu.Lock()
+	c.requests[&cancel] = struct{}{}
+	c.reqMu.Unlock()
+	return ctx, func() bool {
+		c.reqMu.Lock()
+		delete(c.requests, &cancel)
+		c.reqMu.Unlock()
+		cancel()
+		return c.reconnects.Load() != gen
+	}
 }
 
 // Name returns the flow channel's name.
@@ -131,17 +183,22 @@ func (c *Channel) Stream() string { return c.stream }
 // Subject returns the subject the channel publishes to.
 func (c *Channel) Subject() string { return c.subject }
 
-// attemptTimeout bounds one publish attempt when the caller's context
-// leaves no time for it, as a TrySend's does.
+// attemptTimeout bounds one request to the server: a publish attempt, the
+// creation of a consumer, the flush before Receive reports the end.
 const attemptTimeout = 5 * time.Second
 
 // Publish implements [flows.Channel]. It returns once the stream has stored
 // e. While the stream is full (see [WithCapacity]) or JetStream is not
 // reachable, it tries again until ctx ends; it then returns an error that
-// wraps the cause of ctx, and [flows.ErrFull] if the stream was full. It
-// makes one attempt even if ctx is already done, so that a flow's TrySend
-// works. Attempts share a message ID, so the stream stores e once even if
-// an acknowledgement was lost and e was sent twice.
+// wraps the cause of ctx, and [flows.ErrFull] if the stream was full, in
+// which case e was not stored.
+//
+// ctx bounds the waiting between attempts, not an attempt under way, so
+// that its outcome is never in doubt: an attempt takes a round trip, or up
+// to 5s while the server cannot be reached. Even with ctx already done,
+// Publish makes one attempt, so that a flow's TrySend works. Attempts share
+// a message ID: the stream stores e once even if an answer was lost and e
+// was sent again.
 func (c *Channel) Publish(ctx context.Context, e *event.Event) error {
 	if e == nil {
 		return errors.New("flows/jetstream: publish: nil event")
@@ -165,26 +222,26 @@ func (c *Channel) Publish(ctx context.Context, e *event.Event) error {
 	}
 	wait := time.Millisecond
 	for {
-		actx, cancel := ctx, context.CancelFunc(func() {})
-		if ctx.Err() != nil {
-			actx, cancel = context.WithTimeout(context.WithoutCancel(ctx), attemptTimeout)
-		}
+		actx, done := c.request(context.WithoutCancel(ctx), attemptTimeout)
 		_, err := c.js.PublishMsg(actx, msg, natsjs.WithExpectStream(c.stream))
-		cancel()
-		if err == nil {
+		if reconnected := done(); err == nil {
 			return nil
+		} else if reconnected && !c.closed.Load() {
+			continue
 		}
 		retry, full := transient(err)
 		if !retry {
 			return fmt.Errorf("flows/jetstream: publish to %q: %w", c.stream, err)
 		}
-		select {
-		case <-time.After(wait):
-			wait = min(2*wait, 100*time.Millisecond)
-			continue
-		case <-c.closing:
-			return fmt.Errorf("%w: publish to %q interrupted: %w", flows.ErrClosed, c.stream, err)
-		case <-ctx.Done():
+		if ctx.Err() == nil {
+			select {
+			case <-time.After(wait):
+				wait = min(2*wait, 100*time.Millisecond)
+				continue
+			case <-c.closing:
+				return fmt.Errorf("%w: publish to %q interrupted: %w", flows.ErrClosed, c.stream, err)
+			case <-ctx.Done():
+			}
 		}
 		if full {
 			return fmt.Errorf("%w: stream %q: %w", flows.ErrFull, c.stream, context.Cause(ctx))
@@ -265,7 +322,7 @@ func (c *Channel) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
-	close(c.closing)
+	c.stop()
 	c.mu.Lock() // waits for the publishers under way
 	defer c.mu.Unlock()
 	c.subsMu.Lock()
@@ -277,6 +334,7 @@ func (c *Channel) Close() error {
 	for _, r := range subs {
 		<-r.pumpDone
 	}
+	<-c.watchDone
 	return nil
 }
 

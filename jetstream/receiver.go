@@ -223,10 +223,8 @@ func (r *receiver) pump() {
 // pull makes one pull request for up to batch messages and hands out each
 // message as it arrives.
 func (r *receiver) pull(batch int) error {
-	ctx, cancel := context.WithTimeout(context.Background(), pullExpiry)
-	defer cancel()
-	stop := context.AfterFunc(closingContext{r.c.closing}, cancel)
-	defer stop()
+	ctx, done := r.c.request(r.c.stopping, pullExpiry)
+	defer done()
 	b, err := r.cons.Fetch(batch, natsjs.FetchContext(ctx), natsjs.FetchHeartbeat(pullHeartbeat))
 	if err != nil {
 		return fmt.Errorf("flows/jetstream: fetching from %q for %q: %w", r.c.stream, r.name, err)
@@ -291,22 +289,6 @@ func (r *receiver) wrap(msg natsjs.Msg) (*message, error) {
 	m := &message{r: r, msg: msg, e: &e, attempt: attempt}
 	m.keepAlive()
 	return m, nil
-}
-
-// closingContext turns the channel's closing signal into a context, for
-// context.AfterFunc.
-type closingContext struct{ done <-chan struct{} }
-
-func (c closingContext) Deadline() (time.Time, bool) { return time.Time{}, false }
-func (c closingContext) Done() <-chan struct{}       { return c.done }
-func (c closingContext) Value(any) any               { return nil }
-func (c closingContext) Err() error {
-	select {
-	case <-c.done:
-		return context.Canceled
-	default:
-		return nil
-	}
 }
 
 // message is a [flows.Message] for a JetStream message.
