@@ -35,9 +35,10 @@ type ChannelFeatures struct {
 	Capacity int
 
 	// Durable: the channel keeps what it accepted beyond its own life. Once
-	// it is closed, Receive hands out no event it had not fetched yet:
-	// those stay in storage for the next handle on it. (A channel that is
-	// not durable hands out every accepted event after Close.) Either way,
+	// Close has returned, Receive hands out the events the channel had
+	// already fetched from its storage, without waiting, and no other: those
+	// stay in storage for the next handle on it. (A channel that is not
+	// durable hands out every accepted event after Close.) Either way,
 	// Receive returns ErrClosed once the events it handed out are
 	// acknowledged.
 	Durable bool
@@ -45,8 +46,10 @@ type ChannelFeatures struct {
 	// Reopen, if set, returns a new handle on the storage behind ch, as
 	// another process, or the same one after a restart, would open it. The
 	// suite then checks that subscriptions of the same name share the work
-	// across handles, and, for a durable channel, that events left at Close
-	// are received through the new handle. The suite closes the handle.
+	// across handles (while one handle holds a message, the other receives
+	// the next: leave Reopen unset for a channel that fetches ahead), and,
+	// for a durable channel, that events left at Close are received through
+	// the new handle. The suite closes the handle.
 	Reopen func(t *testing.T, ch flows.Channel) flows.Channel
 }
 
@@ -587,16 +590,30 @@ func (s *suite) close(t *testing.T) {
 			rest = append(rest, e)
 		}
 	}
-	if !s.f.Durable {
-		// Everything accepted is still received after Close.
-		got := receiveN(ctx, t, r, len(rest))
-		checkReceived(t, rest, got, s.f.Ordered)
-		ack(t, got...)
-	}
-
-	// held is not acknowledged yet: Receive must not report ErrClosed.
 	done, cancel := context.WithCancel(ctx)
 	cancel()
+	var after []flows.Message // received after Close
+	if !s.f.Durable {
+		// Everything accepted is still received after Close.
+		after = receiveN(ctx, t, r, len(rest))
+		checkReceived(t, rest, after, s.f.Ordered)
+	} else {
+		// A durable channel hands out what it had already fetched, at once,
+		// and nothing more.
+		for {
+			m, err := r.Receive(done)
+			if err != nil {
+				break // checked below
+			}
+			after = append(after, m)
+		}
+		if !isSubset(ids(after), eventIDs(rest)) {
+			t.Fatalf("received %v after Close; want some of %v, each once", ids(after), eventIDs(rest))
+		}
+	}
+	ack(t, after...)
+
+	// held is not acknowledged yet: Receive must not report ErrClosed.
 	if m, err := r.Receive(done); err == nil {
 		t.Fatalf("Receive after Close returned %s; want no more messages", m.Event().ID())
 	} else if errors.Is(err, flows.ErrClosed) {
@@ -625,13 +642,32 @@ func (s *suite) close(t *testing.T) {
 		return
 	}
 	// The events left in storage are received through a new handle, and
-	// the acknowledged one is not received again.
+	// the acknowledged ones are not received again.
+	var left []event.Event
+	for _, e := range rest {
+		if !slices.Contains(ids(after), e.ID()) {
+			left = append(left, e)
+		}
+	}
 	ch2 := s.reopen(t, ch)
 	r2 := subscribe(t, ch2, "sub")
-	got := receiveN(ctx, t, r2, len(rest))
-	checkReceived(t, rest, got, s.f.Ordered)
+	got := receiveN(ctx, t, r2, len(left))
+	checkReceived(t, left, got, s.f.Ordered)
 	ack(t, got...)
 	expectNothing(ctx, t, r2)
+}
+
+// isSubset reports whether every element of sub is in set, and sub has no
+// duplicates.
+func isSubset(sub, set []string) bool {
+	seen := map[string]bool{}
+	for _, s := range sub {
+		if seen[s] || !slices.Contains(set, s) {
+			return false
+		}
+		seen[s] = true
+	}
+	return true
 }
 
 func (s *suite) closeWakesReceive(t *testing.T) {

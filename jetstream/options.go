@@ -14,6 +14,7 @@ type config struct {
 	prefix         string
 	ackWait        time.Duration
 	capacity       int
+	prefetch       int
 	streamConfig   func(*natsjs.StreamConfig)
 	consumerConfig func(*natsjs.ConsumerConfig)
 }
@@ -36,6 +37,9 @@ func buildConfig(opts []Option) (config, error) {
 	}
 	if c.ackWait <= 0 {
 		return c, fmt.Errorf("flows/jetstream: invalid ack wait %v: must be > 0", c.ackWait)
+	}
+	if c.prefetch < 0 {
+		return c, fmt.Errorf("flows/jetstream: invalid prefetch %d: must be >= 0", c.prefetch)
 	}
 	if c.capacity < 0 {
 		return c, fmt.Errorf("flows/jetstream: invalid capacity %d: must be >= 0", c.capacity)
@@ -64,16 +68,36 @@ func WithAckWait(d time.Duration) Option {
 }
 
 // WithCapacity bounds each stream to n messages that are not yet
-// acknowledged by all of its subscriptions; Publish waits while the stream
-// is full, as the in-memory channel does. Zero, the default, sets no bound
-// beyond the server's own limits.
+// acknowledged by all of its subscriptions (the stream's MaxMsgs, with
+// DiscardNew); Publish waits while the stream is full, as the in-memory
+// channel does, polling the server. Zero, the default, sets no bound beyond
+// the server's own limits.
 func WithCapacity(n int) Option {
 	return func(c *config) { c.capacity = n }
 }
 
+// WithPrefetch makes each subscription fetch up to n messages ahead of its
+// workers, so that a worker that finishes a message finds the next one
+// without waiting for a round trip to the server. It raises throughput, at
+// a cost: the messages fetched ahead are reserved for this process (its
+// workers deliver them, even after Close; if it crashes, they are delivered
+// again after the ack wait), so other processes of the same flow cannot
+// take them meanwhile. The default, 0, fetches only for a worker that is
+// waiting, which shares the work between processes message by message.
+func WithPrefetch(n int) Option {
+	return func(c *config) { c.prefetch = n }
+}
+
 // WithStreamConfig lets f adjust the configuration of each stream before it
 // is created or updated: replicas, storage, placement, limits. f must keep
-// the name, subjects and retention policy that the channel sets.
+// the name and subjects that the channel sets.
+//
+// The channel sets interest retention: a message stays until every
+// subscription has acknowledged it, however long that takes. Limits
+// retention with a MaxAge or MaxBytes is faster on a file store (the
+// server does not delete each message as it is acknowledged), but drops
+// messages past the limits whether delivered or not; [WithCapacity] needs
+// interest retention.
 func WithStreamConfig(f func(*natsjs.StreamConfig)) Option {
 	return func(c *config) { c.streamConfig = f }
 }

@@ -17,8 +17,9 @@ import (
 )
 
 // Pulls ask the consumer for as many messages as Receive calls are waiting,
-// and no more: a message fetched is one this process must deliver or leave
-// to expire, and other processes cannot have it meanwhile.
+// plus the prefetch (none by default): a message fetched is one this
+// process must deliver or leave to expire, and other processes cannot have
+// it meanwhile.
 const (
 	pullExpiry    = 5 * time.Second // how long one pull waits on the server
 	pullHeartbeat = time.Second     // lets a pull notice a lost server in 2s
@@ -72,6 +73,9 @@ func (r *receiver) Receive(ctx context.Context) (flows.Message, error) {
 		r.ready = r.ready[1:]
 		r.handed++
 		r.mu.Unlock()
+		if r.c.cfg.prefetch > 0 {
+			r.wakePump()
+		}
 		return m, nil
 	}
 	if r.isDrained() {
@@ -86,10 +90,7 @@ func (r *receiver) Receive(ctx context.Context) (flows.Message, error) {
 	r.waiters = append(r.waiters, w)
 	drained := r.drained
 	r.mu.Unlock()
-	select {
-	case r.wake <- struct{}{}:
-	default:
-	}
+	r.wakePump()
 
 	select {
 	case res := <-w:
@@ -114,6 +115,13 @@ func (r *receiver) Receive(ctx context.Context) (flows.Message, error) {
 		r.dispatch()
 	}
 	return nil, ctx.Err()
+}
+
+func (r *receiver) wakePump() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
 }
 
 func (r *receiver) deliver(res result) (flows.Message, error) {
@@ -185,12 +193,12 @@ func (r *receiver) pump() {
 	failures := 0
 	for {
 		r.mu.Lock()
-		want := len(r.waiters)
+		want := len(r.waiters) + r.c.cfg.prefetch - len(r.ready)
 		r.mu.Unlock()
 		if r.c.closed.Load() {
 			return
 		}
-		if want == 0 {
+		if want <= 0 {
 			select {
 			case <-r.wake:
 				continue
