@@ -257,54 +257,70 @@ func testContext(t *testing.T) context.Context {
 
 // A runner killed mid-stream loses nothing that its sender was told was
 // accepted: a new runner delivers it, including the event the dead runner
-// was handling.
+// was handling and those it had read ahead.
 func TestCrashedRunnerIsResumed(t *testing.T) {
-	ctx := testContext(t)
-	s := startServer(t)
-	rec := newRecorder()
-	const events, crashAt = 60, 20
-	// A short ack wait brings back the message the crashed runner was
-	// handling after a second instead of thirty.
-	opts := []jetstream.Option{jetstream.WithAckWait(time.Second)}
+	for _, tc := range []struct {
+		name     string
+		prefetch int
+		// kill stops runner 1: a crash cuts its connection first; a hard
+		// stop (Flow.Close) keeps it, so that the events being handled are
+		// handed back and those read ahead must expire.
+		kill func(*runner)
+	}{
+		{"crash", 0, (*runner).crash},
+		{"crash with prefetch", 8, (*runner).crash},
+		{"hard stop with prefetch", 8, func(r *runner) { r.flow.Close() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := testContext(t)
+			s := startServer(t)
+			rec := newRecorder()
+			const events, crashAt = 60, 20
+			// A short ack wait brings back the messages the dead runner
+			// held after a second instead of thirty.
+			opts := []jetstream.Option{jetstream.WithAckWait(time.Second), jetstream.WithPrefetch(tc.prefetch)}
 
-	stuck := make(chan struct{})
-	var calls int
-	r1 := startRunner(ctx, t, s, "crash", 1, rec, runnerHooks{
-		// Runner 1 hangs in its second step at the crashAt-th event, so
-		// that the crash finds events before, in and after that step.
-		step: func(ctx context.Context, step int, e event.Event) error {
-			if step != 1 {
-				return nil
+			stuck := make(chan struct{})
+			var calls int
+			r1 := startRunner(ctx, t, s, "crash", 1, rec, runnerHooks{
+				// Runner 1 hangs in its second step at the crashAt-th
+				// event, so that the crash finds events before, in and
+				// after that step.
+				step: func(ctx context.Context, step int, e event.Event) error {
+					if step != 1 {
+						return nil
+					}
+					if calls++; calls == crashAt {
+						close(stuck)
+						<-ctx.Done()
+						return ctx.Err()
+					}
+					return nil
+				},
+			}, opts...)
+			sent := mustSend(ctx, t, r1.flow, 0, events)
+			select {
+			case <-stuck:
+			case <-ctx.Done():
+				t.Fatal("runner 1 never reached the crash point")
 			}
-			if calls++; calls == crashAt {
-				close(stuck)
-				<-ctx.Done()
-				return ctx.Err()
+			tc.kill(r1)
+			rec.mu.Lock()
+			before := len(rec.deliveries)
+			rec.mu.Unlock()
+			if before >= crashAt {
+				t.Fatalf("%d events displayed before the crash; want fewer than %d", before, crashAt)
 			}
-			return nil
-		},
-	}, opts...)
-	sent := mustSend(ctx, t, r1.flow, 0, events)
-	select {
-	case <-stuck:
-	case <-ctx.Done():
-		t.Fatal("runner 1 never reached the crash point")
-	}
-	r1.crash()
-	rec.mu.Lock()
-	before := len(rec.deliveries)
-	rec.mu.Unlock()
-	if before >= crashAt {
-		t.Fatalf("%d events displayed before the crash; want fewer than %d", before, crashAt)
-	}
 
-	r2 := startRunner(ctx, t, s, "crash", 2, rec, runnerHooks{}, opts...)
-	maps.Copy(sent, mustSend(ctx, t, r2.flow, events, events+10))
-	rec.waitFor(ctx, t, "every event", allDelivered(rec, sent))
-	r2.shutdown(t)
-	dups := rec.check(t, sent)
-	t.Logf("runner crashed with %d of %d events displayed; the new runner delivered the rest and %d more: %d deliveries, %d duplicates; left in the consumers: %v",
-		before, events, len(sent)-events, len(sent)+dups, dups, leftovers(ctx, t, s, "crash"))
+			r2 := startRunner(ctx, t, s, "crash", 2, rec, runnerHooks{}, opts...)
+			maps.Copy(sent, mustSend(ctx, t, r2.flow, events, events+10))
+			rec.waitFor(ctx, t, "every event", allDelivered(rec, sent))
+			r2.shutdown(t)
+			dups := rec.check(t, sent)
+			t.Logf("runner 1 stopped with %d of %d events displayed; runner 2 delivered the rest and %d more: %d deliveries, %d duplicates; left in the consumers: %v",
+				before, events, len(sent)-events, len(sent)+dups, dups, leftovers(ctx, t, s, "crash"))
+		})
+	}
 }
 
 // A restart of the NATS server mid-stream loses nothing either: the runner

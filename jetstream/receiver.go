@@ -72,6 +72,7 @@ func (r *receiver) Receive(ctx context.Context) (flows.Message, error) {
 		m := r.ready[0]
 		r.ready = r.ready[1:]
 		r.handed++
+		m.handed.Store(true)
 		r.mu.Unlock()
 		if r.c.cfg.prefetch > 0 {
 			r.wakePump()
@@ -111,6 +112,7 @@ func (r *receiver) Receive(ctx context.Context) (flows.Message, error) {
 	// to the next caller, so that nothing is left unread.
 	if res := <-w; res.m != nil {
 		r.handed--
+		res.m.handed.Store(false)
 		r.ready = slices.Insert(r.ready, 0, res.m)
 		r.dispatch()
 	}
@@ -157,7 +159,9 @@ func (r *receiver) dispatch() {
 	for len(r.ready) > 0 && len(r.waiters) > 0 {
 		w := r.waiters[0]
 		r.waiters = r.waiters[1:]
-		w <- result{m: r.ready[0]}
+		m := r.ready[0]
+		m.handed.Store(true)
+		w <- result{m: m}
 		r.ready = r.ready[1:]
 		r.handed++
 	}
@@ -306,9 +310,10 @@ type message struct {
 	e       *event.Event
 	attempt int
 
-	done  atomic.Bool
-	mu    sync.Mutex // guards timer against the keep-alive callback
-	timer *time.Timer
+	handed atomic.Bool // given to a Receive call
+	done   atomic.Bool
+	mu     sync.Mutex // guards timer against the keep-alive callback
+	timer  *time.Timer
 }
 
 func (m *message) Event() *event.Event { return m.e }
@@ -351,13 +356,16 @@ func (m *message) end(what string, send func() error) error {
 }
 
 // keepAlive tells the broker, every third of the ack wait, that the
-// message is still being worked on, until it is acknowledged.
+// message is still being worked on, until it is acknowledged. A message
+// read ahead that no Receive call took by the time the channel is closed is
+// left to expire: nothing may ever take it, and the broker then delivers it
+// elsewhere.
 func (m *message) keepAlive() {
 	every := m.r.c.cfg.ackWait / 3
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.timer = time.AfterFunc(every, func() {
-		if m.done.Load() || m.msg.InProgress() != nil {
+		if m.done.Load() || (!m.handed.Load() && m.r.c.closed.Load()) || m.msg.InProgress() != nil {
 			return
 		}
 		m.mu.Lock()
