@@ -198,7 +198,8 @@ const attemptTimeout = 5 * time.Second
 // to 5s while the server cannot be reached. Even with ctx already done,
 // Publish makes one attempt, so that a flow's TrySend works. Attempts share
 // a message ID: the stream stores e once even if an answer was lost and e
-// was sent again.
+// was sent again (within the stream's duplicate window, 2 minutes by
+// default).
 func (c *Channel) Publish(ctx context.Context, e *event.Event) error {
 	if e == nil {
 		return errors.New("flows/jetstream: publish: nil event")
