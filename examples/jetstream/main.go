@@ -1,0 +1,147 @@
+// Command jetstream runs the seed's Sequence demo on NATS JetStream: a ping
+// source sends {"message": "hello, world!"} every second to a Sequence of
+// three appender steps whose channels are JetStream streams, and the
+// event-display prints "hello, world! - Handled by 0 - Handled by 1 -
+// Handled by 2".
+//
+// By default it starts a NATS server with JetStream inside the process, on a
+// free port of 127.0.0.1, storing in a temporary directory that is removed
+// on exit. With -nats-url it uses a running server or cluster instead:
+//
+//	go run ./examples/jetstream -nats-url nats://127.0.0.1:4222
+//
+// The streams and consumers then outlive the program: an event that an
+// interrupted run left in a stream is displayed by the next run.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/eventflows/flows"
+	"github.com/eventflows/flows/examples/internal/demo"
+	"github.com/eventflows/flows/jetstream"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+)
+
+func main() {
+	natsURL := flag.String("nats-url", "", "NATS server to use, e.g. nats://127.0.0.1:4222 (default: start one in process)")
+	schedule := flag.String("schedule", "* * * * * *", "cron schedule of the ping source (with a seconds field: every second)")
+	events := flag.Int("events", 3, "exit after this many events were displayed (0: run until interrupted)")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Stdout, *natsURL, *schedule, *events); err != nil {
+		fmt.Fprintln(os.Stderr, "jetstream:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, out io.Writer, natsURL, schedule string, events int) (err error) {
+	if natsURL == "" {
+		srv, err := startServer()
+		if err != nil {
+			return err
+		}
+		defer srv.stop()
+		natsURL = srv.ClientURL()
+	}
+	nc, err := nats.Connect(natsURL, nats.Name("flows jetstream example"), nats.MaxReconnects(-1))
+	if err != nil {
+		return fmt.Errorf("connecting to %s: %w", natsURL, err)
+	}
+	defer nc.Close()
+	js, err := natsjs.New(nc)
+	if err != nil {
+		return err
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	displayed := 0
+	display := demo.EventDisplay(out, func(event.Event) {
+		// EventDisplay serializes its calls, so the count needs no lock.
+		if displayed++; events > 0 && displayed == events {
+			cancel()
+		}
+	})
+
+	seq, err := (&flows.Sequence{
+		Name: "sequence",
+		Steps: []flows.Step{
+			{Subscriber: demo.Appender(" - Handled by 0", "")},
+			{Subscriber: demo.Appender(" - Handled by 1", "")},
+			{Subscriber: demo.Appender(" - Handled by 2", "")},
+		},
+		Reply: display,
+	}).Start(ctx, flows.WithChannels(jetstream.Channels(js)))
+	if err != nil {
+		return err
+	}
+	ping, err := (&flows.Ping{
+		Name:        "ping-source",
+		Schedule:    schedule,
+		ContentType: "application/json",
+		Data:        `{"message": "hello, world!"}`,
+		Sink:        seq,
+	}).Start(ctx)
+	if err != nil {
+		seq.Close()
+		return err
+	}
+
+	<-ctx.Done()
+	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer scancel()
+	// Events still in the streams when the Sequence stops stay there for
+	// the next run against the same server.
+	return errors.Join(ping.Shutdown(sctx), seq.Shutdown(sctx))
+}
+
+// embedded is a NATS server with JetStream running in this process.
+type embedded struct {
+	*server.Server
+	dir string
+}
+
+func startServer() (*embedded, error) {
+	dir, err := os.MkdirTemp("", "flows-jetstream-example-")
+	if err != nil {
+		return nil, err
+	}
+	srv, err := server.NewServer(&server.Options{
+		Host:      "127.0.0.1",
+		Port:      server.RANDOM_PORT,
+		JetStream: true,
+		StoreDir:  dir,
+		NoLog:     true,
+		NoSigs:    true,
+	})
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("starting the NATS server: %w", err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		srv.Shutdown()
+		os.RemoveAll(dir)
+		return nil, errors.New("the NATS server did not start within 10s")
+	}
+	return &embedded{Server: srv, dir: dir}, nil
+}
+
+func (e *embedded) stop() {
+	e.Shutdown()
+	e.WaitForShutdown()
+	os.RemoveAll(e.dir)
+}

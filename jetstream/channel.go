@@ -1,0 +1,377 @@
+// Package jetstream runs flows on NATS JetStream: a durable [flows.Channel]
+// whose events survive restarts of the process and of the broker, and whose
+// subscriptions share their work among every process that runs the same
+// flow.
+//
+// Each flow channel is a stream with one subject; each subscription is a
+// durable pull consumer of that stream. Events are stored in the CloudEvents
+// JSON format, with every attribute and extension. Delivery is at least
+// once: a message is acknowledged only after its delivery, or its
+// dead-letter delivery, succeeded; retries wait on the broker (a Nak with a
+// delay), so they survive restarts too, and [flows.Message.Attempt] is the
+// broker's delivery count.
+//
+// Plug it into a flow with [Channels]:
+//
+//	js, _ := natsjs.New(nc) // natsjs "github.com/nats-io/nats.go/jetstream"
+//	flow, err := seq.Start(ctx, flows.WithChannels(jetstream.Channels(js)))
+package jetstream
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/eventflows/flows"
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+)
+
+// Channel is a [flows.Channel] on a JetStream stream. Create it with [New],
+// or let a flow create its channels with [Channels].
+//
+// Several Channel values, in one process or in several, may stand for the
+// same stream: receivers of the same subscription name then share its
+// messages, each message going to one of them.
+//
+// Close stops this handle only. Messages that it had not fetched stay in the
+// stream for the next run, or for the other processes still running.
+type Channel struct {
+	js      natsjs.JetStream
+	name    string
+	stream  string
+	subject string
+	cfg     config
+
+	// mu is held for reading while publishing and for writing by Close, so
+	// that Close returns only once no Publish is under way.
+	mu       sync.RWMutex
+	closed   atomic.Bool
+	closing  <-chan struct{} // closed by Close: stops retries and pulls
+	stopping context.Context // done when closing is
+	stop     context.CancelFunc
+
+	subsMu sync.Mutex
+	subs   map[string]*receiver
+
+	// Requests under way when the connection is re-established were sent
+	// to a server that may be gone: watch cancels them, and they are made
+	// again at once instead of waiting for their timeout.
+	reqMu      sync.Mutex
+	requests   map[*context.CancelFunc]struct{}
+	reconnects atomic.Int64
+	watchDone  chan struct{}
+}
+
+// Channels returns a channel constructor for [flows.WithChannels]: each
+// channel of a flow gets its own stream on js, created or updated with the
+// given options.
+func Channels(js natsjs.JetStream, opts ...Option) func(ctx context.Context, name string) (flows.Channel, error) {
+	return func(ctx context.Context, name string) (flows.Channel, error) {
+		ch, err := New(ctx, js, name, opts...)
+		if err != nil {
+			return nil, err
+		}
+		return ch, nil
+	}
+}
+
+// New returns the channel named name on js. It creates its stream, or
+// updates it to the options given, with interest retention: a message is
+// kept until every subscription has acknowledged it, and a message
+// published while the channel has no subscription is dropped, as a Knative
+// channel drops it.
+func New(ctx context.Context, js natsjs.JetStream, name string, opts ...Option) (*Channel, error) {
+	if js == nil {
+		return nil, errors.New("flows/jetstream: nil JetStream")
+	}
+	if name == "" {
+		return nil, errors.New("flows/jetstream: empty channel name")
+	}
+	cfg, err := buildConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	tok := token(name)
+	c := &Channel{
+		js:        js,
+		name:      name,
+		stream:    cfg.prefix + "_" + tok,
+		subject:   cfg.prefix + "." + tok,
+		cfg:       cfg,
+		subs:      make(map[string]*receiver),
+		requests:  make(map[*context.CancelFunc]struct{}),
+		watchDone: make(chan struct{}),
+	}
+	sc := natsjs.StreamConfig{
+		Name:        c.stream,
+		Description: "flows channel " + name,
+		Subjects:    []string{c.subject},
+		Retention:   natsjs.InterestPolicy,
+		Storage:     natsjs.FileStorage,
+		MaxMsgs:     -1,
+	}
+	if cfg.capacity > 0 {
+		sc.MaxMsgs = int64(cfg.capacity)
+		sc.Discard = natsjs.DiscardNew
+	}
+	if cfg.streamConfig != nil {
+		cfg.streamConfig(&sc)
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+		return nil, fmt.Errorf("flows/jetstream: channel %q: creating stream %q: %w", name, c.stream, err)
+	}
+	c.stopping, c.stop = context.WithCancel(context.Background())
+	c.closing = c.stopping.Done()
+	go c.watch(js.Conn().StatusChanged(nats.CONNECTED))
+	return c, nil
+}
+
+// watch cancels the requests under way each time the connection is
+// re-established, until the channel is closed.
+func (c *Channel) watch(status chan nats.Status) {
+	defer close(c.watchDone)
+	defer c.js.Conn().RemoveStatusListener(status)
+	for {
+		select {
+		case <-status:
+			c.reconnects.Add(1)
+			c.reqMu.Lock()
+			for cancel := range c.requests {
+				(*cancel)()
+			}
+			c.reqMu.Unlock()
+		case <-c.closing:
+			return
+		}
+	}
+}
+
+// request returns a context for one request to the server, to be ended with
+// done. It reports whether the request was cut short by a reconnection, in
+// which case it may be made again at once.
+func (c *Channel) request(parent context.Context, timeout time.Duration) (ctx context.Context, done func() (reconnected bool)) {
+	gen := c.reconnects.Load()
+	ctx, cancel := context.WithTimeout(parent, timeout)
+	c.reqMu.Lock()
+	c.requests[&cancel] = struct{}{}
+	c.reqMu.Unlock()
+	return ctx, func() bool {
+		c.reqMu.Lock()
+		delete(c.requests, &cancel)
+		c.reqMu.Unlock()
+		cancel()
+		return c.reconnects.Load() != gen
+	}
+}
+
+// Name returns the flow channel's name.
+func (c *Channel) Name() string { return c.name }
+
+// Stream returns the name of the channel's stream.
+func (c *Channel) Stream() string { return c.stream }
+
+// Subject returns the subject the channel publishes to.
+func (c *Channel) Subject() string { return c.subject }
+
+// attemptTimeout bounds one request to the server: a publish attempt, the
+// creation of a consumer, the flush before Receive reports the end.
+const attemptTimeout = 5 * time.Second
+
+// Publish implements [flows.Channel]. It returns once the stream has stored
+// e. While the stream is full (see [WithCapacity]) or JetStream is not
+// reachable, it tries again until ctx ends; it then returns an error that
+// wraps the cause of ctx, and [flows.ErrFull] if the stream was full, in
+// which case e was not stored.
+//
+// ctx bounds the waiting between attempts, not an attempt under way, so
+// that its outcome is never in doubt: an attempt takes a round trip, or up
+// to 5s while the server cannot be reached. Even with ctx already done,
+// Publish makes one attempt, so that a flow's TrySend works. Attempts share
+// a message ID: the stream stores e once even if an answer was lost and e
+// was sent again (within the stream's duplicate window, 2 minutes by
+// default).
+func (c *Channel) Publish(ctx context.Context, e *event.Event) error {
+	if e == nil {
+		return errors.New("flows/jetstream: publish: nil event")
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.closed.Load() {
+		return flows.ErrClosed
+	}
+	data, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("flows/jetstream: publish to %q: encoding event %q: %w", c.stream, e.ID(), err)
+	}
+	msg := &nats.Msg{
+		Subject: c.subject,
+		Data:    data,
+		Header: nats.Header{
+			"Content-Type": []string{"application/cloudevents+json"},
+			"Nats-Msg-Id":  []string{nuid.Next()},
+		},
+	}
+	wait := time.Millisecond
+	for {
+		actx, done := c.request(context.WithoutCancel(ctx), attemptTimeout)
+		_, err := c.js.PublishMsg(actx, msg, natsjs.WithExpectStream(c.stream))
+		if reconnected := done(); err == nil {
+			return nil
+		} else if reconnected && !c.closed.Load() {
+			continue
+		}
+		retry, full := transient(err)
+		if !retry {
+			return fmt.Errorf("flows/jetstream: publish to %q: %w", c.stream, err)
+		}
+		if ctx.Err() == nil {
+			select {
+			case <-time.After(wait):
+				wait = min(2*wait, 100*time.Millisecond)
+				continue
+			case <-c.closing:
+				return fmt.Errorf("%w: publish to %q interrupted: %w", flows.ErrClosed, c.stream, err)
+			case <-ctx.Done():
+			}
+		}
+		if full {
+			return fmt.Errorf("%w: stream %q: %w", flows.ErrFull, c.stream, context.Cause(ctx))
+		}
+		return fmt.Errorf("flows/jetstream: publish to %q: %w (last attempt: %w)", c.stream, context.Cause(ctx), err)
+	}
+}
+
+// transient reports whether a publish that failed with err may succeed if
+// tried again, and whether it failed because the stream was full.
+func transient(err error) (retry, full bool) {
+	var apiErr *natsjs.APIError
+	if errors.As(err, &apiErr) {
+		// 10077: the stream could not store the message; "exceeded" is a
+		// DiscardNew limit, anything else a store that is not ready yet.
+		if apiErr.ErrorCode == natsjs.ErrorCode(10077) {
+			return true, strings.Contains(apiErr.Description, "exceeded")
+		}
+		return apiErr.Code == 503, false
+	}
+	switch {
+	case errors.Is(err, nats.ErrTimeout),
+		errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, natsjs.ErrNoStreamResponse),
+		errors.Is(err, nats.ErrNoResponders),
+		errors.Is(err, nats.ErrDisconnected),
+		errors.Is(err, nats.ErrConnectionReconnecting):
+		return true, false
+	}
+	return false, false
+}
+
+// Subscribe implements [flows.Channel]. The subscription is a durable
+// consumer named after name: it keeps its position while no process runs,
+// and receivers of the same name, in any process, share its messages. A new
+// subscription starts with the messages published after it was created.
+func (c *Channel) Subscribe(name string) (flows.Receiver, error) {
+	if name == "" {
+		return nil, errors.New("flows/jetstream: subscribe: empty subscription name")
+	}
+	c.subsMu.Lock()
+	defer c.subsMu.Unlock()
+	if c.closed.Load() {
+		return nil, flows.ErrClosed
+	}
+	if r, ok := c.subs[name]; ok {
+		return r, nil
+	}
+	cc := natsjs.ConsumerConfig{
+		Durable:       token(name),
+		Description:   "flows subscription " + name,
+		AckPolicy:     natsjs.AckExplicitPolicy,
+		AckWait:       c.cfg.ackWait,
+		DeliverPolicy: natsjs.DeliverNewPolicy,
+		MaxDeliver:    -1,
+	}
+	if c.cfg.consumerConfig != nil {
+		c.cfg.consumerConfig(&cc)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), attemptTimeout)
+	defer cancel()
+	cons, err := c.js.CreateOrUpdateConsumer(ctx, c.stream, cc)
+	if err != nil {
+		return nil, fmt.Errorf("flows/jetstream: subscribing %q to stream %q: %w", name, c.stream, err)
+	}
+	r := newReceiver(c, name, cons)
+	c.subs[name] = r
+	go r.pump()
+	return r, nil
+}
+
+// Close implements [flows.Channel]. It stops intake and fetching, and
+// returns once no Publish is under way. Receive goes on handing out the
+// messages this handle already fetched; once they are acknowledged it
+// returns [flows.ErrClosed]. The messages still in the stream are delivered
+// to the next run, or to the other processes of the flow.
+func (c *Channel) Close() error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	c.stop()
+	c.mu.Lock() // waits for the publishers under way
+	defer c.mu.Unlock()
+	c.subsMu.Lock()
+	subs := make([]*receiver, 0, len(c.subs))
+	for _, r := range c.subs {
+		subs = append(subs, r)
+	}
+	c.subsMu.Unlock()
+	for _, r := range subs {
+		<-r.pumpDone
+	}
+	<-c.watchDone
+	return nil
+}
+
+// token turns a flow name into a valid stream, consumer or subject token:
+// names made of letters, digits, '-' and '_' are kept as they are; others
+// have the rest replaced and a hash of the original appended, so that two
+// names never share a token.
+func token(s string) string {
+	if validToken(s) && len(s) <= 200 {
+		return s
+	}
+	b := []byte(s)
+	for i, ch := range b {
+		if !tokenByte(ch) {
+			b[i] = '_'
+		}
+	}
+	if len(b) > 180 {
+		b = b[:180]
+	}
+	sum := sha256.Sum256([]byte(s))
+	return string(b) + "_" + hex.EncodeToString(sum[:4])
+}
+
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := range len(s) {
+		if !tokenByte(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func tokenByte(ch byte) bool {
+	return ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '-' || ch == '_'
+}

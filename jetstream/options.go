@@ -1,0 +1,111 @@
+package jetstream
+
+import (
+	"fmt"
+	"time"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
+)
+
+// An Option configures the channels that [New] and [Channels] create.
+type Option func(*config)
+
+type config struct {
+	prefix         string
+	ackWait        time.Duration
+	capacity       int
+	prefetch       int
+	streamConfig   func(*natsjs.StreamConfig)
+	consumerConfig func(*natsjs.ConsumerConfig)
+}
+
+// DefaultPrefix is the prefix of stream names and subjects when
+// [WithPrefix] is not given.
+const DefaultPrefix = "flows"
+
+// DefaultAckWait is how long the broker waits for a message to be
+// acknowledged before it delivers it again, when [WithAckWait] is not given.
+const DefaultAckWait = 30 * time.Second
+
+func buildConfig(opts []Option) (config, error) {
+	c := config{prefix: DefaultPrefix, ackWait: DefaultAckWait}
+	for _, opt := range opts {
+		opt(&c)
+	}
+	if !validToken(c.prefix) {
+		return c, fmt.Errorf("flows/jetstream: invalid prefix %q: use letters, digits, '-' and '_'", c.prefix)
+	}
+	if c.ackWait <= 0 {
+		return c, fmt.Errorf("flows/jetstream: invalid ack wait %v: must be > 0", c.ackWait)
+	}
+	if c.prefetch < 0 {
+		return c, fmt.Errorf("flows/jetstream: invalid prefetch %d: must be >= 0", c.prefetch)
+	}
+	if c.capacity < 0 {
+		return c, fmt.Errorf("flows/jetstream: invalid capacity %d: must be >= 0", c.capacity)
+	}
+	return c, nil
+}
+
+// WithPrefix sets the prefix that keeps the streams of flows apart from
+// other streams of the same account: the flow channel "orders-kn-sequence-0"
+// becomes the stream "<prefix>_orders-kn-sequence-0" on the subject
+// "<prefix>.orders-kn-sequence-0". The default is [DefaultPrefix]. Use one
+// prefix per deployment of a flow: runners that share a prefix and a flow
+// name share its events.
+func WithPrefix(prefix string) Option {
+	return func(c *config) { c.prefix = prefix }
+}
+
+// WithAckWait sets how long the broker waits for a message to be
+// acknowledged before it delivers it again, to this process or another
+// one: after a crash, the messages that were being delivered are delivered
+// again once it has passed. The channel keeps the messages it is delivering
+// alive while their handlers run, however long they take, so a short wait
+// costs a little traffic, not duplicates. The default is [DefaultAckWait].
+func WithAckWait(d time.Duration) Option {
+	return func(c *config) { c.ackWait = d }
+}
+
+// WithCapacity bounds each stream to n messages that are not yet
+// acknowledged by all of its subscriptions (the stream's MaxMsgs, with
+// DiscardNew); Publish waits while the stream is full, as the in-memory
+// channel does, polling the server. Zero, the default, sets no bound beyond
+// the server's own limits.
+func WithCapacity(n int) Option {
+	return func(c *config) { c.capacity = n }
+}
+
+// WithPrefetch makes each subscription fetch up to n messages ahead of its
+// workers, so that a worker that finishes a message finds the next one
+// without waiting for a round trip to the server. It raises throughput, at
+// a cost: the messages fetched ahead are reserved for this process (its
+// workers deliver them, even after Close; if it crashes, they are delivered
+// again after the ack wait), so other processes of the same flow cannot
+// take them meanwhile. The default, 0, fetches only for a worker that is
+// waiting, which shares the work between processes message by message.
+func WithPrefetch(n int) Option {
+	return func(c *config) { c.prefetch = n }
+}
+
+// WithStreamConfig lets f adjust the configuration of each stream before it
+// is created or updated: replicas, storage, placement, limits. f must keep
+// the name and subjects that the channel sets.
+//
+// The channel sets interest retention: a message stays until every
+// subscription has acknowledged it, however long that takes. Limits
+// retention with a MaxAge or MaxBytes is faster on a file store (the
+// server does not delete each message as it is acknowledged), but drops
+// messages past the limits whether delivered or not; [WithCapacity] needs
+// interest retention.
+func WithStreamConfig(f func(*natsjs.StreamConfig)) Option {
+	return func(c *config) { c.streamConfig = f }
+}
+
+// WithConsumerConfig lets f adjust the configuration of each durable
+// consumer before it is created or updated, for example MaxAckPending or
+// the number of replicas. f must keep the durable name, the ack policy and
+// the deliver policy that the channel sets.
+func WithConsumerConfig(f func(*natsjs.ConsumerConfig)) Option {
+	return func(c *config) { c.consumerConfig = f }
+}
