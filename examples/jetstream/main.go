@@ -24,7 +24,6 @@ import (
 	"os/signal"
 	"time"
 
-	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventflows/flows"
 	"github.com/eventflows/flows/examples/internal/demo"
 	"github.com/eventflows/flows/jetstream"
@@ -66,46 +65,15 @@ func run(ctx context.Context, out io.Writer, natsURL, schedule string, events in
 		return err
 	}
 
-	ctx, cancel := context.WithCancel(ctx)
+	display, ctx, cancel := demo.DisplayUntil(ctx, out, events)
 	defer cancel()
-	displayed := 0
-	display := demo.EventDisplay(out, func(event.Event) {
-		// EventDisplay serializes its calls, so the count needs no lock.
-		if displayed++; events > 0 && displayed == events {
-			cancel()
-		}
-	})
-
-	seq, err := (&flows.Sequence{
-		Name: "sequence",
-		Steps: []flows.Step{
-			{Subscriber: demo.Appender(" - Handled by 0", "")},
-			{Subscriber: demo.Appender(" - Handled by 1", "")},
-			{Subscriber: demo.Appender(" - Handled by 2", "")},
-		},
-		Reply: display,
-	}).Start(ctx, flows.WithChannels(jetstream.Channels(js)))
+	seq, err := demo.SeedSequence(demo.SequenceServices(display)).Start(ctx, flows.WithChannels(jetstream.Channels(js)))
 	if err != nil {
 		return err
 	}
-	ping, err := (&flows.Ping{
-		Name:        "ping-source",
-		Schedule:    schedule,
-		ContentType: "application/json",
-		Data:        `{"message": "hello, world!"}`,
-		Sink:        seq,
-	}).Start(ctx)
-	if err != nil {
-		seq.Close()
-		return err
-	}
-
-	<-ctx.Done()
-	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer scancel()
 	// Events still in the streams when the Sequence stops stay there for
 	// the next run against the same server.
-	return errors.Join(ping.Shutdown(sctx), seq.Shutdown(sctx))
+	return demo.PingUntilDone(ctx, seq, schedule, `{"message": "hello, world!"}`)
 }
 
 // embedded is a NATS server with JetStream running in this process.

@@ -18,7 +18,6 @@ import (
 	"os/signal"
 	"time"
 
-	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventflows/flows"
 	"github.com/eventflows/flows/examples/internal/demo"
 )
@@ -39,15 +38,8 @@ func main() {
 }
 
 func run(ctx context.Context, out io.Writer, schedule string, period time.Duration, events int, useHTTP bool) error {
-	ctx, cancel := context.WithCancel(ctx)
+	display, ctx, cancel := demo.DisplayUntil(ctx, out, events)
 	defer cancel()
-	displayed := 0
-	display := demo.EventDisplay(out, func(event.Event) {
-		if displayed++; events > 0 && displayed == events {
-			cancel()
-		}
-	})
-
 	services := []flows.Handler{
 		demo.Filter(0, period),
 		demo.Transformer("this is even!"),
@@ -57,16 +49,9 @@ func run(ctx context.Context, out io.Writer, schedule string, period time.Durati
 	}
 	var servers demo.Servers
 	defer servers.Shutdown(context.Background())
-	if useHTTP {
-		for i, h := range services {
-			target, err := servers.Serve(h)
-			if err != nil {
-				return err
-			}
-			services[i] = target
-		}
+	if err := servers.ServeAll(useHTTP, services); err != nil {
+		return err
 	}
-
 	par, err := (&flows.Parallel{
 		Name: "odd-even-parallel",
 		Branches: []flows.Branch{
@@ -78,23 +63,5 @@ func run(ctx context.Context, out io.Writer, schedule string, period time.Durati
 	if err != nil {
 		return err
 	}
-	ping, err := (&flows.Ping{
-		Name:        "ping-source",
-		Schedule:    schedule,
-		ContentType: "application/json",
-		Data:        `{"message": "Even or odd?"}`,
-		Sink:        par,
-	}).Start(ctx)
-	if err != nil {
-		par.Close()
-		return err
-	}
-
-	<-ctx.Done()
-	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer scancel()
-	if err := ping.Shutdown(sctx); err != nil {
-		return err
-	}
-	return par.Shutdown(sctx)
+	return demo.PingUntilDone(ctx, par, schedule, `{"message": "Even or odd?"}`)
 }

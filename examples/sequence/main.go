@@ -14,9 +14,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"time"
 
-	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventflows/flows"
 	"github.com/eventflows/flows/examples/internal/demo"
 )
@@ -37,43 +35,15 @@ func main() {
 }
 
 func run(ctx context.Context, out io.Writer, schedule string, events int, useHTTP bool, listen string) error {
-	ctx, cancel := context.WithCancel(ctx)
+	display, ctx, cancel := demo.DisplayUntil(ctx, out, events)
 	defer cancel()
-	displayed := 0
-	display := demo.EventDisplay(out, func(event.Event) {
-		// EventDisplay serializes its calls, so the count needs no lock.
-		if displayed++; events > 0 && displayed == events {
-			cancel()
-		}
-	})
-
-	services := []flows.Handler{
-		demo.Appender(" - Handled by 0", ""),
-		demo.Appender(" - Handled by 1", ""),
-		demo.Appender(" - Handled by 2", ""),
-		display,
-	}
+	services := demo.SequenceServices(display)
 	var servers demo.Servers
 	defer servers.Shutdown(context.Background())
-	if useHTTP {
-		for i, h := range services {
-			target, err := servers.Serve(h)
-			if err != nil {
-				return err
-			}
-			services[i] = target
-		}
+	if err := servers.ServeAll(useHTTP, services); err != nil {
+		return err
 	}
-
-	seq, err := (&flows.Sequence{
-		Name: "sequence",
-		Steps: []flows.Step{
-			{Subscriber: services[0]},
-			{Subscriber: services[1]},
-			{Subscriber: services[2]},
-		},
-		Reply: services[3],
-	}).Start(ctx)
+	seq, err := demo.SeedSequence(services).Start(ctx)
 	if err != nil {
 		return err
 	}
@@ -86,23 +56,5 @@ func run(ctx context.Context, out io.Writer, schedule string, events int, useHTT
 		defer srv.Close()
 		fmt.Fprintf(os.Stderr, "sequence: ingress listening on %s\n", srv.URL())
 	}
-	ping, err := (&flows.Ping{
-		Name:        "ping-source",
-		Schedule:    schedule,
-		ContentType: "application/json",
-		Data:        `{"message": "hello, world!"}`,
-		Sink:        seq,
-	}).Start(ctx)
-	if err != nil {
-		seq.Close()
-		return err
-	}
-
-	<-ctx.Done()
-	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer scancel()
-	if err := ping.Shutdown(sctx); err != nil {
-		return err
-	}
-	return seq.Shutdown(sctx)
+	return demo.PingUntilDone(ctx, seq, schedule, `{"message": "hello, world!"}`)
 }
