@@ -8,7 +8,6 @@ replace (
 )
 
 require (
-	github.com/cloudevents/sdk-go/v2 v2.16.2
 	github.com/eventflows/flows v0.0.0
 	github.com/eventflows/flows/jetstream v0.0.0
 	github.com/nats-io/nats-server/v2 v2.15.2
@@ -17,6 +16,7 @@ require (
 
 require (
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
+	github.com/cloudevents/sdk-go/v2 v2.16.2 // indirect
 	github.com/google/go-tpm v0.9.8 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/json-iterator/go v1.1.12 // indirect
