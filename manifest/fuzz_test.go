@@ -65,7 +65,8 @@ func FuzzParseDuration(f *testing.F) {
 		if d < 0 {
 			t.Fatalf("ParseDuration(%q) = %v: negative", s, d)
 		}
-		if !strings.HasPrefix(s, "P") {
+		// ISO 8601 allows an explicit plus sign; a minus sign is refused.
+		if !strings.HasPrefix(strings.TrimPrefix(s, "+"), "P") {
 			t.Fatalf("ParseDuration(%q) accepted a value without the P designator", s)
 		}
 		_ = time.Duration(d)
