@@ -97,12 +97,15 @@ func (s *subscription) process(ctx context.Context, m Message) {
 	reply, err := call(hctx, s.subscriber, in, d)
 	dest, attempts, replyFailed := s.subDest, attempt, false
 	if err == nil && reply != nil && s.reply != nil {
-		renv := &envelope{tr: tr, header: env.header}
+		rctx, header := ctx, env.header
 		if s.httpSubscriber {
 			// As Knative: the reply hop carries the subscriber's response headers.
-			renv.header = henv.replyHeader
+			header = henv.replyHeader
 		}
-		attempts, err = deliver(withEnvelope(ctx, renv), s.reply, reply, d)
+		if tr != nil || header != nil {
+			rctx = withEnvelope(ctx, &envelope{tr: tr, header: header})
+		}
+		attempts, err = deliver(rctx, s.reply, reply, d)
 		dest, replyFailed = s.replyDest, err != nil
 	}
 	switch {
