@@ -67,6 +67,9 @@ func (s *subscription) work(ctx context.Context) {
 			return
 		}
 		s.process(ctx, m)
+		if r, ok := m.(interface{ recycle() }); ok {
+			r.recycle()
+		}
 	}
 }
 
