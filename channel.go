@@ -150,12 +150,11 @@ func (c *InMemoryChannel) Subscribe(name string) (Receiver, error) {
 		}
 	}
 	q := &memQueue{
-		ch:      c,
-		name:    name,
-		size:    int64(c.capacity),
-		space:   make(chan struct{}, c.capacity),
-		ready:   make(chan *memMessage, c.capacity),
-		drained: make(chan struct{}),
+		ch:    c,
+		name:  name,
+		size:  int64(c.capacity),
+		space: make(chan struct{}, c.capacity),
+		ready: make(chan *memMessage, c.capacity),
 	}
 	c.subs = append(c.subs, q)
 	return q, nil
@@ -215,9 +214,12 @@ type memQueue struct {
 	used    atomic.Int64  // slots held
 	waiters atomic.Int64  // publishers waiting for a slot
 	space   chan struct{} // tokens for waiting publishers: slots were returned
-	ready   chan *memMessage
-	drained chan struct{} // closed once the channel is closed and no slot is held
-	drainO  sync.Once
+	// ready holds the messages to receive. It is closed once the channel is
+	// closed and no slot is held: nothing can be sent to it any more, since
+	// every message holds a slot until acknowledged. Receivers then learn
+	// that the subscription is drained without watching another channel.
+	ready  chan *memMessage
+	drainO sync.Once
 
 	mu        sync.Mutex // guards waiting, aborted, leftovers
 	waiting   map[*memMessage]*time.Timer
@@ -284,25 +286,27 @@ func (q *memQueue) release() {
 
 func (q *memQueue) checkDrained() {
 	if q.ch.closed.Load() && q.used.Load() == 0 {
-		q.drainO.Do(func() { close(q.drained) })
+		q.drainO.Do(func() { close(q.ready) })
 	}
 }
 
 // Receive implements [Receiver].
 func (q *memQueue) Receive(ctx context.Context) (Message, error) {
+	var m *memMessage
+	var ok bool
 	select {
-	case m := <-q.ready:
-		return m, nil
+	case m, ok = <-q.ready:
 	default:
+		select {
+		case m, ok = <-q.ready:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
-	select {
-	case m := <-q.ready:
-		return m, nil
-	case <-q.drained:
+	if !ok {
 		return nil, ErrClosed
-	case <-ctx.Done():
-		return nil, ctx.Err()
 	}
+	return m, nil
 }
 
 func (q *memQueue) redeliver(m *memMessage, delay time.Duration) {
@@ -347,7 +351,10 @@ func (q *memQueue) takeAll() []*memMessage {
 	q.leftovers = nil
 	for {
 		select {
-		case m := <-q.ready:
+		case m, ok := <-q.ready:
+			if !ok {
+				return out
+			}
 			out = append(out, m)
 		default:
 			return out
@@ -470,6 +477,9 @@ func envelopeFrom(ctx context.Context) *envelope {
 // envelopeOf returns what a message carries beside its event, if its
 // channel keeps anything.
 func envelopeOf(m Message) envelope {
+	if mm, ok := m.(*memMessage); ok {
+		return mm.envelope()
+	}
 	if em, ok := m.(interface{ envelope() envelope }); ok {
 		return em.envelope()
 	}

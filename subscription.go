@@ -67,8 +67,8 @@ func (s *subscription) work(ctx context.Context) {
 			return
 		}
 		s.process(ctx, m)
-		if r, ok := m.(interface{ recycle() }); ok {
-			r.recycle()
+		if mm, ok := m.(*memMessage); ok {
+			mm.recycle()
 		}
 	}
 }
