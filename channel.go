@@ -125,8 +125,7 @@ func (c *InMemoryChannel) Publish(ctx context.Context, e *event.Event) error {
 	for i, q := range subs {
 		ev := e
 		if i < len(subs)-1 {
-			c := e.Clone()
-			ev = &c
+			ev = copyEvent(*e, true)
 		}
 		m := memMessages.Get().(*memMessage)
 		*m = memMessage{e: ev, attempt: 1, q: q, tr: tr, header: header}

@@ -93,3 +93,24 @@ func TestOwnEventCopiesAsTheSDKClones(t *testing.T) {
 		t.Errorf("ownEvent(v0.3 event) = %v, %v; want a copy", own, err)
 	}
 }
+
+// copyEvent with data is e.Clone.
+func TestCopyEventIsClone(t *testing.T) {
+	e := validEventForTest()
+	e.SetTime(time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC))
+	e.SetExtension("ext", 1)
+	e.SetData(event.ApplicationJSON, map[string]int{"n": 1})
+	e.SetSource("%zz") // a field error travels with the copy
+	for _, in := range []event.Event{e, validEventForTest()} {
+		got, want := copyEvent(in, true), in.Clone()
+		if !reflect.DeepEqual(*got, want) {
+			t.Errorf("copyEvent = %#v\nwant %#v", *got, want)
+		}
+		if len(in.DataEncoded) > 0 {
+			got.DataEncoded[0] = 'X'
+			if in.DataEncoded[0] == 'X' {
+				t.Error("the copy shares its data")
+			}
+		}
+	}
+}
