@@ -211,6 +211,14 @@ func PassThroughHeaders(h http.Header) http.Header {
 // called for every header of every request and response, so it does not
 // allocate.
 func passThrough(k string) bool {
+	if k == "" {
+		return false
+	}
+	switch k[0] | 0x20 { // lower case, for letters
+	case 'x', 'r', 't', 'k':
+	default:
+		return false
+	}
 	switch {
 	case strings.EqualFold(k, "X-Request-Id"), strings.EqualFold(k, "Retry-After"),
 		strings.EqualFold(k, "Traceparent"), strings.EqualFold(k, "Tracestate"):
