@@ -423,10 +423,9 @@ type tracker struct {
 	err     error
 }
 
-func newTracker() *tracker {
-	t := &tracker{done: make(chan struct{})}
+func (t *tracker) init() {
+	t.done = make(chan struct{})
 	t.pending.Store(1) // the sender's own reference, dropped after Publish
-	return t
 }
 
 func (t *tracker) add(n int) { t.pending.Add(int64(n)) }

@@ -248,7 +248,14 @@ func (f *Flow) Handle(ctx context.Context, e event.Event) (*event.Event, error) 
 
 // sendAndWait publishes e with a tracker and waits for it.
 func sendAndWait(ctx context.Context, e event.Event, publish func(context.Context, event.Event) error) (*event.Event, error) {
-	env := &envelope{tr: newTracker()}
+	// The envelope and its tracker in one allocation.
+	w := &struct {
+		env envelope
+		tr  tracker
+	}{}
+	w.tr.init()
+	env := &w.env
+	env.tr = &w.tr
 	if outer := envelopeFrom(ctx); outer != nil {
 		env.header = outer.header
 	}
