@@ -200,22 +200,16 @@ func warmUp(b *testing.B, clients int, once func() error) {
 }
 
 // BenchmarkLimitHTTPHop is one POST with net/http to the appender.
-func BenchmarkLimitHTTPHop(b *testing.B) {
-	for _, clients := range clientCounts {
-		b.Run(clientsName(clients), func(b *testing.B) {
-			servers := rawAppenders(b, 1)
-			c := &http.Client{Transport: rawTransport()}
-			benchHTTP(b, clients, servers, func() error { return rawChain(c, servers) })
-		})
-	}
-}
+func BenchmarkLimitHTTPHop(b *testing.B) { benchRawChain(b, 1) }
 
 // BenchmarkLimitHTTPChain3 is three POSTs with net/http, each reply being
 // posted to the next appender.
-func BenchmarkLimitHTTPChain3(b *testing.B) {
+func BenchmarkLimitHTTPChain3(b *testing.B) { benchRawChain(b, 3) }
+
+func benchRawChain(b *testing.B, hops int) {
 	for _, clients := range clientCounts {
 		b.Run(clientsName(clients), func(b *testing.B) {
-			servers := rawAppenders(b, 3)
+			servers := rawAppenders(b, hops)
 			c := &http.Client{Transport: rawTransport()}
 			benchHTTP(b, clients, servers, func() error { return rawChain(c, servers) })
 		})
