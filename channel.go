@@ -125,11 +125,12 @@ func (c *InMemoryChannel) Publish(ctx context.Context, e *event.Event) error {
 	for i, q := range subs {
 		ev := e
 		if i < len(subs)-1 {
-			c := e.Clone()
-			ev = &c
+			ev = copyEvent(*e, true)
 		}
+		m := memMessages.Get().(*memMessage)
+		*m = memMessage{e: ev, attempt: 1, q: q, tr: tr, header: header}
 		// Never blocks: the slot acquired above has room in q.ready.
-		q.ready <- &memMessage{e: ev, attempt: 1, q: q, tr: tr, header: header}
+		q.ready <- m
 	}
 	return nil
 }
@@ -148,11 +149,11 @@ func (c *InMemoryChannel) Subscribe(name string) (Receiver, error) {
 		}
 	}
 	q := &memQueue{
-		ch:      c,
-		name:    name,
-		slots:   make(chan struct{}, c.capacity),
-		ready:   make(chan *memMessage, c.capacity),
-		drained: make(chan struct{}),
+		ch:    c,
+		name:  name,
+		size:  int64(c.capacity),
+		space: make(chan struct{}, c.capacity),
+		ready: make(chan *memMessage, c.capacity),
 	}
 	c.subs = append(c.subs, q)
 	return q, nil
@@ -198,16 +199,26 @@ func (c *InMemoryChannel) undelivered() []*memMessage {
 	return out
 }
 
-// memQueue is one subscription's queue. A slot in slots is held by each
-// event from Publish to Ack, so events waiting for a retry count against the
-// capacity too and memory stays bounded however long the retries take.
+// memQueue is one subscription's queue. A slot is held by each event from
+// Publish to Ack, so events waiting for a retry count against the capacity
+// too and memory stays bounded however long the retries take.
+//
+// The slots are counted with atomics rather than a channel: taking and
+// returning one is on every hop of every event, and a channel would add two
+// locked operations there.
 type memQueue struct {
 	ch      *InMemoryChannel
 	name    string
-	slots   chan struct{}
-	ready   chan *memMessage
-	drained chan struct{} // closed once the channel is closed and no slot is held
-	drainO  sync.Once
+	size    int64         // the number of slots
+	used    atomic.Int64  // slots held
+	waiters atomic.Int64  // publishers waiting for a slot
+	space   chan struct{} // tokens for waiting publishers: slots were returned
+	// ready holds the messages to receive. It is closed once the channel is
+	// closed and no slot is held: nothing can be sent to it any more, since
+	// every message holds a slot until acknowledged. Receivers then learn
+	// that the subscription is drained without watching another channel.
+	ready  chan *memMessage
+	drainO sync.Once
 
 	mu        sync.Mutex // guards waiting, aborted, leftovers
 	waiting   map[*memMessage]*time.Timer
@@ -215,51 +226,86 @@ type memQueue struct {
 	leftovers []*memMessage
 }
 
-func (q *memQueue) acquire(ctx context.Context, abort <-chan struct{}) error {
-	select {
-	case q.slots <- struct{}{}:
-		return nil
-	default:
-	}
-	select {
-	case q.slots <- struct{}{}:
-		return nil
-	case <-abort:
-		return ErrClosed
-	case <-ctx.Done():
-		if _, ok := ctx.(doneContext); ok {
-			return fmt.Errorf("%w: subscription %q has no room", ErrFull, q.name)
+func (q *memQueue) tryAcquire() bool {
+	for {
+		n := q.used.Load()
+		if n >= q.size {
+			return false
 		}
-		return fmt.Errorf("%w: subscription %q: %w", ErrFull, q.name, context.Cause(ctx))
+		if q.used.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+func (q *memQueue) acquire(ctx context.Context, abort <-chan struct{}) error {
+	if q.tryAcquire() {
+		return nil
+	}
+	// Registered before trying again, so that a release in between sees
+	// the waiter and leaves a token.
+	q.waiters.Add(1)
+	for {
+		if q.tryAcquire() {
+			q.waiters.Add(-1)
+			return nil
+		}
+		select {
+		case <-q.space:
+			continue
+		case <-abort:
+			q.waiters.Add(-1)
+			return ErrClosed
+		case <-ctx.Done():
+			q.waiters.Add(-1)
+			if _, ok := ctx.(doneContext); ok {
+				return fmt.Errorf("%w: subscription %q has no room", ErrFull, q.name)
+			}
+			return fmt.Errorf("%w: subscription %q: %w", ErrFull, q.name, context.Cause(ctx))
+		}
+	}
+}
+
+// signal leaves a token for a waiting publisher. The space channel has a
+// buffer of one token per slot (free: its elements have no size), so a token
+// is dropped only when there are already as many as slots.
+func (q *memQueue) signal() {
+	select {
+	case q.space <- struct{}{}:
+	default:
 	}
 }
 
 func (q *memQueue) release() {
-	<-q.slots
+	if q.used.Add(-1); q.waiters.Load() > 0 {
+		q.signal()
+	}
 	q.checkDrained()
 }
 
 func (q *memQueue) checkDrained() {
-	if q.ch.closed.Load() && len(q.slots) == 0 {
-		q.drainO.Do(func() { close(q.drained) })
+	if q.ch.closed.Load() && q.used.Load() == 0 {
+		q.drainO.Do(func() { close(q.ready) })
 	}
 }
 
 // Receive implements [Receiver].
 func (q *memQueue) Receive(ctx context.Context) (Message, error) {
+	var m *memMessage
+	var ok bool
 	select {
-	case m := <-q.ready:
-		return m, nil
+	case m, ok = <-q.ready:
 	default:
+		select {
+		case m, ok = <-q.ready:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
-	select {
-	case m := <-q.ready:
-		return m, nil
-	case <-q.drained:
+	if !ok {
 		return nil, ErrClosed
-	case <-ctx.Done():
-		return nil, ctx.Err()
 	}
+	return m, nil
 }
 
 func (q *memQueue) redeliver(m *memMessage, delay time.Duration) {
@@ -304,7 +350,10 @@ func (q *memQueue) takeAll() []*memMessage {
 	q.leftovers = nil
 	for {
 		select {
-		case m := <-q.ready:
+		case m, ok := <-q.ready:
+			if !ok {
+				return out
+			}
 			out = append(out, m)
 		default:
 			return out
@@ -319,6 +368,21 @@ type memMessage struct {
 	tr      *tracker
 	header  http.Header
 	done    bool
+}
+
+// memMessages recycles the messages that a flow's own subscriptions are
+// done with (see [memMessage.recycle]); a message received by anyone else
+// is never reused, so a stray second Ack cannot reach another message.
+var memMessages = sync.Pool{New: func() any { return new(memMessage) }}
+
+// recycle is called by a flow's subscription once it is done with m. Once
+// m has been acknowledged or nacked, nothing else refers to it: a nacked
+// event travels on in a new message.
+func (m *memMessage) recycle() {
+	if m.done {
+		*m = memMessage{}
+		memMessages.Put(m)
+	}
 }
 
 func (m *memMessage) Event() *event.Event { return m.e }
@@ -342,8 +406,11 @@ func (m *memMessage) Nack(delay time.Duration) error {
 	if m.done {
 		return errors.New("flows: message acknowledged twice")
 	}
-	m.attempt++
-	m.q.redeliver(m, delay)
+	m.done = true
+	// The next delivery is a new message, so that m stays its receiver's
+	// until recycled, whoever receives the event next.
+	next := &memMessage{e: m.e, attempt: m.attempt + 1, q: m.q, tr: m.tr, header: m.header}
+	m.q.redeliver(next, delay)
 	return nil
 }
 
@@ -357,10 +424,9 @@ type tracker struct {
 	err     error
 }
 
-func newTracker() *tracker {
-	t := &tracker{done: make(chan struct{})}
+func (t *tracker) init() {
+	t.done = make(chan struct{})
 	t.pending.Store(1) // the sender's own reference, dropped after Publish
-	return t
 }
 
 func (t *tracker) add(n int) { t.pending.Add(int64(n)) }
@@ -410,6 +476,9 @@ func envelopeFrom(ctx context.Context) *envelope {
 // envelopeOf returns what a message carries beside its event, if its
 // channel keeps anything.
 func envelopeOf(m Message) envelope {
+	if mm, ok := m.(*memMessage); ok {
+		return mm.envelope()
+	}
 	if em, ok := m.(interface{ envelope() envelope }); ok {
 		return em.envelope()
 	}

@@ -116,12 +116,6 @@ func (t *HTTPTarget) Handle(ctx context.Context, e event.Event) (*event.Event, e
 	if err != nil {
 		return nil, Permanent(fmt.Errorf("flows: %w", err))
 	}
-	wctx := ctx
-	if t.Structured {
-		wctx = binding.WithForceStructured(ctx)
-	} else {
-		wctx = binding.WithForceBinary(ctx)
-	}
 	env := envelopeFrom(ctx)
 	if env != nil {
 		for k, v := range env.header {
@@ -132,7 +126,19 @@ func (t *HTTPTarget) Handle(ctx context.Context, e event.Event) (*event.Event, e
 		// Before encoding: the hook may set extensions (trace context).
 		o.Request(ctx, &e, req.Header)
 	}
-	if err := cehttp.WriteRequest(wctx, binding.ToMessage(&e), req); err != nil {
+	var written bool
+	if !t.Structured {
+		written, err = newBinaryRequest(req, &e)
+	}
+	if !written && err == nil {
+		wctx := binding.WithForceBinary(ctx)
+		if t.Structured {
+			wctx = binding.WithForceStructured(ctx)
+		}
+		ev := e // not &e: e would escape on the fast path too
+		err = cehttp.WriteRequest(wctx, binding.ToMessage(&ev), req)
+	}
+	if err != nil {
 		return nil, Permanent(fmt.Errorf("flows: encoding event %s for %s: %w", e.ID(), t.URL, err))
 	}
 	req.Header.Set("Prefer", "reply")
@@ -166,15 +172,18 @@ func readReply(ctx context.Context, target string, resp *http.Response) (*event.
 			RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
 		}
 	}
-	msg := cehttp.NewMessageFromHttpResponse(resp)
-	switch msg.ReadEncoding() {
-	case binding.EncodingUnknown:
-		return nil, nil
-	case binding.EncodingBatch:
-		return nil, Permanent(fmt.Errorf("flows: %s replied with a batch of events, which is not supported", target))
+	reply, err := readBinary(resp.Header, resp.Body)
+	if errors.Is(err, errNotBinary) {
+		msg := cehttp.NewMessageFromHttpResponse(resp)
+		switch msg.ReadEncoding() {
+		case binding.EncodingUnknown:
+			return nil, nil
+		case binding.EncodingBatch:
+			return nil, Permanent(fmt.Errorf("flows: %s replied with a batch of events, which is not supported", target))
+		}
+		reply, err = binding.ToEvent(ctx, msg)
 	}
-	reply, err := binding.ToEvent(ctx, msg)
-	if err == nil {
+	if err == nil && !plainValid(*reply) {
 		err = reply.Validate()
 	}
 	if err != nil {
@@ -191,11 +200,7 @@ func readReply(ctx context.Context, target string, resp *http.Response) (*event.
 func PassThroughHeaders(h http.Header) http.Header {
 	var out http.Header
 	for k, v := range h {
-		lk := strings.ToLower(k)
-		switch {
-		case lk == "x-request-id", lk == "retry-after", lk == "traceparent", lk == "tracestate",
-			strings.HasPrefix(lk, "knative-"), strings.HasPrefix(lk, "x-b3-"):
-		default:
+		if !passThrough(k) {
 			continue
 		}
 		if out == nil {
@@ -204,6 +209,30 @@ func PassThroughHeaders(h http.Header) http.Header {
 		out[http.CanonicalHeaderKey(k)] = append([]string(nil), v...)
 	}
 	return out
+}
+
+// passThrough reports whether the header named k passes through. It is
+// called for every header of every request and response, so it does not
+// allocate.
+func passThrough(k string) bool {
+	if k == "" {
+		return false
+	}
+	switch k[0] | 0x20 { // lower case, for letters
+	case 'x', 'r', 't', 'k':
+	default:
+		return false
+	}
+	switch {
+	case strings.EqualFold(k, "X-Request-Id"), strings.EqualFold(k, "Retry-After"),
+		strings.EqualFold(k, "Traceparent"), strings.EqualFold(k, "Tracestate"):
+		return true
+	}
+	return hasPrefixFold(k, "Knative-") || hasPrefixFold(k, "X-B3-")
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }
 
 // HTTPError is the failure of an HTTP delivery that got a non-2xx answer.
@@ -293,23 +322,32 @@ func NewHTTPHandler(h Handler) http.Handler {
 			w.WriteHeader(http.StatusAccepted)
 			return
 		}
-		if err := cehttp.WriteResponseWriter(binding.WithForceBinary(r.Context()), binding.ToMessage(reply), http.StatusOK, w); err != nil {
+		written, err := writeBinaryResponse(w, reply, http.StatusOK)
+		if !written && err == nil {
+			err = cehttp.WriteResponseWriter(binding.WithForceBinary(r.Context()), binding.ToMessage(reply), http.StatusOK, w)
+		}
+		if err != nil {
 			http.Error(w, "encoding reply: "+err.Error(), http.StatusInternalServerError)
 		}
 	})
 }
 
 func eventFromRequest(r *http.Request) (*event.Event, error) {
-	msg := cehttp.NewMessageFromHttpRequest(r)
-	if msg.ReadEncoding() == binding.EncodingUnknown {
-		return nil, errors.New("not a CloudEvent: no ce-specversion header and no CloudEvents content type")
+	e, err := readBinary(r.Header, r.Body)
+	if errors.Is(err, errNotBinary) {
+		msg := cehttp.NewMessageFromHttpRequest(r)
+		if msg.ReadEncoding() == binding.EncodingUnknown {
+			return nil, errors.New("not a CloudEvent: no ce-specversion header and no CloudEvents content type")
+		}
+		e, err = binding.ToEvent(r.Context(), msg)
 	}
-	e, err := binding.ToEvent(r.Context(), msg)
 	if err != nil {
 		return nil, fmt.Errorf("malformed CloudEvent: %w", err)
 	}
-	if err := e.Validate(); err != nil {
-		return nil, fmt.Errorf("invalid CloudEvent: %w", err)
+	if !plainValid(*e) {
+		if err := e.Validate(); err != nil {
+			return nil, fmt.Errorf("invalid CloudEvent: %w", err)
+		}
 	}
 	return e, nil
 }

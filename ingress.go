@@ -32,18 +32,18 @@ func ChannelSender(ch Channel) Sender { return channelSender{ch} }
 
 type channelSender struct{ ch Channel }
 
-func (c channelSender) Send(ctx context.Context, e event.Event) error {
-	if err := validEvent(&e); err != nil {
-		return err
-	}
-	return c.ch.Publish(ctx, &e)
-}
+func (c channelSender) Send(ctx context.Context, e event.Event) error { return c.publish(ctx, e) }
 
 func (c channelSender) Handle(ctx context.Context, e event.Event) (*event.Event, error) {
-	if err := validEvent(&e); err != nil {
-		return nil, err
+	return sendAndWait(ctx, e, c.publish)
+}
+
+func (c channelSender) publish(ctx context.Context, e event.Event) error {
+	p, err := ownEvent(e)
+	if err != nil {
+		return err
 	}
-	return sendAndWait(ctx, &e, c.ch.Publish)
+	return c.ch.Publish(ctx, p)
 }
 
 // DefaultMaxBodyBytes is the largest request body an [Ingress] reads unless

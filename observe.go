@@ -203,7 +203,7 @@ func (f *Flow) Queues() []Queue {
 		for _, s := range st.subs {
 			// No lock: a publisher waiting for room holds the channel's.
 			if q, ok := s.recv.(*memQueue); ok {
-				out = append(out, Queue{Subscription: s.name, Step: s.step, Len: len(q.slots)})
+				out = append(out, Queue{Subscription: s.name, Step: s.step, Len: int(q.used.Load())})
 			}
 		}
 	}
@@ -218,7 +218,7 @@ func (c *InMemoryChannel) Len(subscription string) int {
 	defer c.mu.RUnlock()
 	for _, q := range c.subs {
 		if q.name == subscription {
-			return len(q.slots)
+			return int(q.used.Load())
 		}
 	}
 	return 0

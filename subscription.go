@@ -71,6 +71,9 @@ func (s *subscription) work(ctx context.Context) {
 			return
 		}
 		s.process(ctx, m)
+		if mm, ok := m.(*memMessage); ok {
+			mm.recycle()
+		}
 	}
 }
 
@@ -159,12 +162,15 @@ func (s *subscription) deliverMessage(ctx context.Context, m Message) result {
 	dest, attempts, replyFailed := s.subDest, attempt, false
 	forwarded := false
 	if err == nil && reply != nil && s.reply != nil {
-		renv := &envelope{tr: tr, header: env.header}
+		rctx, header := ctx, env.header
 		if s.httpSubscriber {
 			// As Knative: the reply hop carries the subscriber's response headers.
-			renv.header = henv.replyHeader
+			header = henv.replyHeader
 		}
-		attempts, err = deliver(withEnvelope(ctx, renv), s.reply, reply, d, s.observe(RoleReply, s.replyDest))
+		if tr != nil || header != nil {
+			rctx = withEnvelope(ctx, &envelope{tr: tr, header: header})
+		}
+		attempts, err = deliver(rctx, s.reply, reply, d, s.observe(RoleReply, s.replyDest))
 		dest, replyFailed = s.replyDest, err != nil
 		_, forwarded = s.reply.(channelSink)
 	}

@@ -2,8 +2,10 @@ package flows
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 )
@@ -40,10 +42,15 @@ func Typed[In, Out any](fn func(ctx context.Context, in In) (Out, error), opts .
 	for _, o := range opts {
 		o(&cfg)
 	}
+	// Values that are not interfaces or byte slices are encoded with
+	// encoding/json directly; the others keep the SDK codec's special cases
+	// (nil, raw JSON bytes).
+	t := reflect.TypeFor[Out]()
+	plainOut := t.Kind() != reflect.Interface && (t.Kind() != reflect.Slice || t.Elem().Kind() != reflect.Uint8)
 	return HandlerFunc(func(ctx context.Context, e event.Event) (*event.Event, error) {
 		var in In
 		if len(e.Data()) > 0 {
-			if err := e.DataAs(&in); err != nil {
+			if err := decodeData(e, &in); err != nil {
 				return nil, Permanent(fmt.Errorf("flows: decoding data of event %s into %T: %w", e.ID(), in, err))
 			}
 		}
@@ -55,7 +62,7 @@ func Typed[In, Out any](fn func(ctx context.Context, in In) (Out, error), opts .
 			return nil, err
 		}
 		// The handler owns e, so the reply reuses it instead of a clone.
-		if err := e.SetData(event.ApplicationJSON, out); err != nil {
+		if err := setJSONData(&e, out, plainOut); err != nil {
 			return nil, Permanent(fmt.Errorf("flows: encoding %T as the reply to event %s: %w", out, e.ID(), err))
 		}
 		if cfg.replyType != "" {
@@ -66,4 +73,32 @@ func Typed[In, Out any](fn func(ctx context.Context, in In) (Out, error), opts .
 		}
 		return &e, nil
 	})
+}
+
+// decodeData is e.DataAs(v), without the codec registry for JSON data.
+func decodeData(e event.Event, v any) error {
+	if e.SpecVersion() == event.CloudEventsVersionV1 {
+		switch e.DataMediaType() {
+		case "", event.ApplicationJSON:
+			return json.Unmarshal(e.Data(), v)
+		}
+	}
+	return e.DataAs(v)
+}
+
+// setJSONData is e.SetData(event.ApplicationJSON, v) without its
+// allocations when v is a plain value of a CloudEvents 1.0 event.
+func setJSONData(e *event.Event, v any, plain bool) error {
+	if !plain || e.SpecVersion() != event.CloudEventsVersionV1 {
+		return e.SetData(event.ApplicationJSON, v)
+	}
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if e.DataContentType() != event.ApplicationJSON {
+		e.SetDataContentType(event.ApplicationJSON)
+	}
+	e.DataEncoded, e.DataBase64 = data, false
+	return nil
 }

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+const sample = `goos: linux
+goarch: amd64
+pkg: github.com/eventflows/flows/bench
+cpu: AMD EPYC
+BenchmarkSequence3Steps-2   	  100	  5000 ns/op	 4000 cpu-ns/event	 200000 events/s	 4000 p50-ns	 30000 p99-ns	 2000 B/op	 34 allocs/op
+BenchmarkSequence3Steps-2   	  100	  5000 ns/op	 4000 cpu-ns/event	 100000 events/s	 4000 p50-ns	 20000 p99-ns	 2000 B/op	 34 allocs/op
+BenchmarkSequence3Steps-2   	  100	  5000 ns/op	 4000 cpu-ns/event	 300000 events/s	 4000 p50-ns	 10000 p99-ns	 2000 B/op	 34 allocs/op
+BenchmarkLimitGoChannels-2  	  100	  3000 ns/op	 3000 cpu-ns/event	 250000 events/s	 3000 p50-ns	 10000 p99-ns	 1600 B/op	 31 allocs/op
+BenchmarkLimitDirectCalls-2 	  100	  3000 ns/op	 3000 cpu-ns/event	 300000 events/s	 2000 p50-ns	  9000 p99-ns	 1600 B/op	 30 allocs/op
+BenchmarkScaleSequence/steps=4-2 	 100	 8000 ns/op	 2000 ns/step	 8000 cpu-ns/event	 125000 events/s	 90 allocs/op
+some log line from a benchmark
+PASS
+`
+
+func TestMediansAndTargets(t *testing.T) {
+	res, err := parse(strings.NewReader(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := res.median("BenchmarkSequence3Steps", "events/s"); got != 200000 {
+		t.Errorf("median events/s = %v, want 200000", got)
+	}
+	if res.count("BenchmarkSequence3Steps") != 3 || res.meta["cpu"] != "AMD EPYC" {
+		t.Errorf("count %d, meta %v", res.count("BenchmarkSequence3Steps"), res.meta)
+	}
+	var b strings.Builder
+	render(&b, res, header{Date: "2026-11-26", Machine: "test machine", Command: "go test"})
+	out := b.String()
+	for _, want := range []string{
+		"Measured on 2026-11-26: test machine.",
+		"medians of 3 runs",
+		// 200000 / 250000 events/s, and 3000 / 4000 CPU per event.
+		"| 200,000 | 250,000 | 0.80 | 0.75 | ≥ 0.8× | yes |",
+		// 34 - 30 allocations.
+		"| 34 | 30 | +4 | – | ≤ +6 | yes |",
+		// p99 20000 / 10000.
+		"| 20,000 | 10,000 | 2.00 | – | ≤ 2× | yes |",
+		"(`Sequence3Steps` / `PeerWatermill`) | – | – | – | – | ≥ 8× | not measured |",
+		"| Sequence | 4 | 8,000 | 2,000 | 8,000 | 90 |",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("tables lack %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestReplaceBetweenMarkers(t *testing.T) {
+	readme := "# Title\n\n" + beginMarker + "\nold table\n" + endMarker + "\n\nAfter.\n"
+	got, err := replaceBetweenMarkers([]byte(readme), "new table\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "# Title\n\n" + beginMarker + "\nnew table\n" + endMarker + "\n\nAfter.\n"; string(got) != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if _, err := replaceBetweenMarkers([]byte("no markers"), "x"); err == nil {
+		t.Error("no error without markers")
+	}
+}
+
+func TestTrimProcsAndNumbers(t *testing.T) {
+	for in, want := range map[string]string{
+		"BenchmarkX-2":            "BenchmarkX",
+		"BenchmarkX/clients=32-8": "BenchmarkX/clients=32",
+		"BenchmarkX/a-b":          "BenchmarkX/a-b",
+		"BenchmarkX":              "BenchmarkX",
+	} {
+		if got := trimProcs(in); got != want {
+			t.Errorf("trimProcs(%q) = %q, want %q", in, got, want)
+		}
+	}
+	for v, want := range map[float64]string{0: "0", 34: "34", 93.69: "93.7", 0.025: "0.025", 1234567: "1,235,000", 12345: "12,345", 2.5: "2.5"} {
+		if got := num(v); got != want {
+			t.Errorf("num(%v) = %q, want %q", v, got, want)
+		}
+	}
+}

@@ -1,0 +1,235 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"strings"
+)
+
+type header struct {
+	Date, Machine, Command string
+}
+
+// A target compares a metric of ours with the same metric of a reference
+// benchmark, measured in the same run.
+type target struct {
+	what      string
+	ours, ref string
+	unit      string
+	kind      kind
+	goal      float64
+}
+
+type kind int
+
+const (
+	atLeast    kind = iota // ours/ref >= goal (higher is better)
+	atMost                 // ours/ref <= goal (lower is better)
+	plusAtMost             // ours - ref <= goal
+	belowAbs               // ours < goal, no reference
+	reused                 // ours <= goal: new connections per event
+)
+
+// The targets of the performance issue.
+var targets = []target{
+	{"3-step Sequence vs Go-channel pipeline, events/s", "BenchmarkSequence3Steps", "BenchmarkLimitGoChannels", "events/s", atLeast, 0.8},
+	{"3-step Sequence vs Watermill, events/s", "BenchmarkSequence3Steps", "BenchmarkPeerWatermill", "events/s", atLeast, 8},
+	{"3-step Sequence allocs/event over direct calls", "BenchmarkSequence3Steps", "BenchmarkLimitDirectCalls", "allocs/op", plusAtMost, 6},
+	{"2-branch Parallel vs branches called in turn, events/s", "BenchmarkParallel/branches=2", "BenchmarkLimitBranchesSequentially/branches=2", "events/s", atLeast, 0.8},
+	{"one HTTP hop vs raw net/http, 1 client", "BenchmarkHTTPHop/clients=1", "BenchmarkLimitHTTPHop/clients=1", "events/s", atLeast, 0.9},
+	{"one HTTP hop vs raw net/http, 32 clients", "BenchmarkHTTPHop/clients=32", "BenchmarkLimitHTTPHop/clients=32", "events/s", atLeast, 0.9},
+	{"3-step HTTP Sequence vs raw chain, 1 client", "BenchmarkHTTPSequence3Steps/clients=1", "BenchmarkLimitHTTPChain3/clients=1", "events/s", atLeast, 0.85},
+	{"3-step HTTP Sequence vs raw chain, 32 clients", "BenchmarkHTTPSequence3Steps/clients=32", "BenchmarkLimitHTTPChain3/clients=32", "events/s", atLeast, 0.85},
+	{"new connections per event, HTTP hop, 1 client", "BenchmarkHTTPHop/clients=1", "BenchmarkLimitHTTPHop/clients=1", "conns/event", reused, 0},
+	{"new connections per event, HTTP hop, 32 clients", "BenchmarkHTTPHop/clients=32", "BenchmarkLimitHTTPHop/clients=32", "conns/event", reused, 0.01},
+	{"new connections per event, HTTP Sequence, 1 client", "BenchmarkHTTPSequence3Steps/clients=1", "BenchmarkLimitHTTPChain3/clients=1", "conns/event", reused, 0},
+	{"new connections per event, HTTP Sequence, 32 clients", "BenchmarkHTTPSequence3Steps/clients=32", "BenchmarkLimitHTTPChain3/clients=32", "conns/event", reused, 0.01},
+	{"p99 latency, one event in flight, vs Go channels", "BenchmarkSequence3Steps", "BenchmarkLimitGoChannels", "p99-ns", atMost, 2},
+	{"10,000 idle 3-step Sequences: heap MiB", "BenchmarkIdleSequences", "", "heap-MiB", belowAbs, 100},
+	{"10,000 idle 3-step Sequences: CPU while idle, % of a core", "BenchmarkIdleSequences", "", "idle-cpu-%", belowAbs, 0.1},
+}
+
+// Other comparisons worth reading, without a target.
+var comparisons = []target{
+	{"10-branch Parallel vs branches called in turn, events/s", "BenchmarkParallel/branches=10", "BenchmarkLimitBranchesSequentially/branches=10", "events/s", atLeast, 0},
+	{"3-step Sequence vs direct calls, events/s", "BenchmarkSequence3Steps", "BenchmarkLimitDirectCalls", "events/s", atLeast, 0},
+	{"p50 latency vs Go channels", "BenchmarkSequence3Steps", "BenchmarkLimitGoChannels", "p50-ns", atMost, 0},
+	{"HTTP hop p99 vs raw, 1 client", "BenchmarkHTTPHop/clients=1", "BenchmarkLimitHTTPHop/clients=1", "p99-ns", atMost, 0},
+	{"serving with NewHTTPHandler vs raw server, 1 client", "BenchmarkHTTPServe/clients=1", "BenchmarkLimitHTTPHop/clients=1", "events/s", atLeast, 0},
+	{"serving with NewHTTPHandler vs raw server, 32 clients", "BenchmarkHTTPServe/clients=32", "BenchmarkLimitHTTPHop/clients=32", "events/s", atLeast, 0},
+	{"HTTP hop vs the SDK's Request, 1 client", "BenchmarkHTTPHop/clients=1", "BenchmarkLimitSDKRequest/clients=1", "events/s", atLeast, 0},
+	{"HTTP hop vs the SDK's Request, 32 clients", "BenchmarkHTTPHop/clients=32", "BenchmarkLimitSDKRequest/clients=32", "events/s", atLeast, 0},
+}
+
+func render(b *strings.Builder, res *results, h header) {
+	runs := 0
+	for _, name := range res.order {
+		runs = max(runs, res.count(name))
+	}
+	fmt.Fprintf(b, "Measured on %s: %s.\n", h.Date, h.Machine)
+	fmt.Fprintf(b, "Command: `%s`; medians of %d runs. ", h.Command, runs)
+	b.WriteString("\"CPU ratio\" compares CPU time per event (process user+system time), which other processes on a shared machine disturb less than elapsed time.\n\n")
+
+	b.WriteString("#### Targets\n\n")
+	b.WriteString("| target | ours | reference | ratio | CPU ratio | goal | met |\n|---|---:|---:|---:|---:|---|---|\n")
+	for _, t := range targets {
+		row(b, res, t, true)
+	}
+	b.WriteString("\n#### Other comparisons\n\n")
+	b.WriteString("| comparison | ours | reference | ratio | CPU ratio |\n|---|---:|---:|---:|---:|\n")
+	for _, t := range comparisons {
+		row(b, res, t, false)
+	}
+
+	b.WriteString("\n#### Scale: cost per event as flows grow\n\n")
+	b.WriteString("| flow | size | ns/event | ns per step or branch | cpu-ns/event | allocs/event |\n|---|---:|---:|---:|---:|---:|\n")
+	for _, name := range res.order {
+		kind, size, ok := strings.Cut(strings.TrimPrefix(name, "BenchmarkScale"), "/")
+		if !ok || !strings.HasPrefix(name, "BenchmarkScale") {
+			continue
+		}
+		per := "ns/step"
+		if kind == "Parallel" {
+			per = "ns/branch"
+		}
+		_, n, _ := strings.Cut(size, "=")
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s |\n", kind, n,
+			cell(res, name, "ns/op"), cell(res, name, per), cell(res, name, "cpu-ns/event"), cell(res, name, "allocs/op"))
+	}
+
+	b.WriteString("\n#### Every benchmark (medians)\n\n")
+	b.WriteString("| benchmark | events/s | cpu-ns/event | allocs/event | B/event | p50 ns | p99 ns | conns/event |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, name := range res.order {
+		if strings.HasPrefix(name, "BenchmarkScale") || name == "BenchmarkIdleSequences" {
+			continue
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", strings.TrimPrefix(name, "Benchmark"),
+			cell(res, name, "events/s"), cell(res, name, "cpu-ns/event"), cell(res, name, "allocs/op"), cell(res, name, "B/op"),
+			cell(res, name, "p50-ns"), cell(res, name, "p99-ns"), cell(res, name, "conns/event"))
+	}
+	if _, ok := res.samples["BenchmarkIdleSequences"]; ok {
+		n := "BenchmarkIdleSequences"
+		fmt.Fprintf(b, "\nIdle: 10,000 three-step Sequences hold %s MiB of heap and %s MiB of goroutine stacks in %s goroutines, and use %s%% of a core while idle.\n",
+			cell(res, n, "heap-MiB"), cell(res, n, "stack-MiB"), cell(res, n, "goroutines"), cell(res, n, "idle-cpu-%"))
+	}
+}
+
+// row writes one comparison; with goal it also says whether it is met.
+func row(b *strings.Builder, res *results, t target, withGoal bool) {
+	ours, okOurs := res.median(t.ours, t.unit)
+	ref, okRef := res.median(t.ref, t.unit)
+	what := fmt.Sprintf("%s (`%s`", t.what, short(t.ours))
+	if t.ref != "" {
+		what += " / `" + short(t.ref) + "`"
+	}
+	what += ")"
+	if !okOurs || (!okRef && t.kind != belowAbs) {
+		if withGoal {
+			fmt.Fprintf(b, "| %s | – | – | – | – | %s | not measured |\n", what, goal(t))
+		} else {
+			fmt.Fprintf(b, "| %s | – | – | – | – |\n", what)
+		}
+		return
+	}
+	ratio, cpuRatio, met := "–", "–", false
+	switch t.kind {
+	case atLeast, atMost:
+		r := ours / ref
+		ratio = fmt.Sprintf("%.2f", r)
+		met = t.kind == atLeast && r >= t.goal || t.kind == atMost && r <= t.goal
+		if t.unit == "events/s" {
+			// CPU per event is lower for the faster one: invert.
+			if co, ok := res.median(t.ours, "cpu-ns/event"); ok {
+				if cr, ok := res.median(t.ref, "cpu-ns/event"); ok && co > 0 {
+					cpuRatio = fmt.Sprintf("%.2f", cr/co)
+				}
+			}
+		}
+	case plusAtMost:
+		ratio = fmt.Sprintf("+%s", num(ours-ref))
+		met = ours-ref <= t.goal
+	case belowAbs:
+		met = ours < t.goal
+	case reused:
+		met = ours <= t.goal
+	}
+	refCell := "–"
+	if t.ref != "" {
+		refCell = num(ref)
+	}
+	if !withGoal {
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s |\n", what, num(ours), refCell, ratio, cpuRatio)
+		return
+	}
+	verdict := "**no**"
+	if met {
+		verdict = "yes"
+	}
+	fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s |\n", what, num(ours), refCell, ratio, cpuRatio, goal(t), verdict)
+}
+
+func goal(t target) string {
+	switch t.kind {
+	case atLeast:
+		return fmt.Sprintf("≥ %g×", t.goal)
+	case atMost:
+		return fmt.Sprintf("≤ %g×", t.goal)
+	case plusAtMost:
+		return fmt.Sprintf("≤ +%g", t.goal)
+	case belowAbs:
+		return fmt.Sprintf("< %g", t.goal)
+	default:
+		if t.goal == 0 {
+			return "0"
+		}
+		// With many clients a connection is opened now and then when all
+		// are busy; reuse must stay the rule.
+		return fmt.Sprintf("≤ %g (reused for > %g%% of events)", t.goal, 100*(1-t.goal))
+	}
+}
+
+func short(name string) string { return strings.TrimPrefix(name, "Benchmark") }
+
+func cell(res *results, name, unit string) string {
+	v, ok := res.median(name, unit)
+	if !ok {
+		return "–"
+	}
+	return num(v)
+}
+
+// num prints v with three significant digits, grouping thousands.
+func num(v float64) string {
+	switch a := math.Abs(v); {
+	case a == 0:
+		return "0"
+	case a >= 1e6:
+		return group(fmt.Sprintf("%.0f", math.Round(v/1e3)*1e3))
+	case a >= 1000:
+		return group(fmt.Sprintf("%.0f", v))
+	case a >= 10 && v == math.Trunc(v):
+		return fmt.Sprintf("%.0f", v)
+	case a >= 10:
+		return fmt.Sprintf("%.1f", v)
+	case a >= 0.01:
+		return fmt.Sprintf("%.3g", v)
+	default:
+		return fmt.Sprintf("%.2g", v)
+	}
+}
+
+func group(digits string) string {
+	neg := strings.HasPrefix(digits, "-")
+	digits = strings.TrimPrefix(digits, "-")
+	var out []byte
+	for i := range len(digits) {
+		if i > 0 && (len(digits)-i)%3 == 0 {
+			out = append(out, ',')
+		}
+		out = append(out, digits[i])
+	}
+	if neg {
+		return "-" + string(out)
+	}
+	return string(out)
+}
