@@ -45,6 +45,7 @@ var targets = []target{
 	{"new connections per event, HTTP Sequence, 1 client", "BenchmarkHTTPSequence3Steps/clients=1", "BenchmarkLimitHTTPChain3/clients=1", "conns/event", reused, 0},
 	{"new connections per event, HTTP Sequence, 32 clients", "BenchmarkHTTPSequence3Steps/clients=32", "BenchmarkLimitHTTPChain3/clients=32", "conns/event", reused, 0.01},
 	{"p99 latency, one event in flight, vs Go channels", "BenchmarkSequence3Steps", "BenchmarkLimitGoChannels", "p99-ns", atMost, 2},
+	{"3-step Sequence on JetStream vs raw nats.go, events/s", "BenchmarkJetStreamSequence3Steps/default", "BenchmarkLimitJetStream", "events/s", atLeast, 0.5},
 	{"10,000 idle 3-step Sequences: heap MiB", "BenchmarkIdleSequences", "", "heap-MiB", belowAbs, 100},
 	{"10,000 idle 3-step Sequences: CPU while idle, % of a core", "BenchmarkIdleSequences", "", "idle-cpu-%", belowAbs, 0.1},
 }
@@ -57,6 +58,7 @@ var comparisons = []target{
 	{"HTTP hop p99 vs raw, 1 client", "BenchmarkHTTPHop/clients=1", "BenchmarkLimitHTTPHop/clients=1", "p99-ns", atMost, 0},
 	{"serving with NewHTTPHandler vs raw server, 1 client", "BenchmarkHTTPServe/clients=1", "BenchmarkLimitHTTPHop/clients=1", "events/s", atLeast, 0},
 	{"serving with NewHTTPHandler vs raw server, 32 clients", "BenchmarkHTTPServe/clients=32", "BenchmarkLimitHTTPHop/clients=32", "events/s", atLeast, 0},
+	{"JetStream Sequence with prefetch 16, concurrency 4, vs raw nats.go", "BenchmarkJetStreamSequence3Steps/prefetch=16,concurrency=4", "BenchmarkLimitJetStream", "events/s", atLeast, 0},
 	{"HTTP hop vs the SDK's Request, 1 client", "BenchmarkHTTPHop/clients=1", "BenchmarkLimitSDKRequest/clients=1", "events/s", atLeast, 0},
 	{"HTTP hop vs the SDK's Request, 32 clients", "BenchmarkHTTPHop/clients=32", "BenchmarkLimitSDKRequest/clients=32", "events/s", atLeast, 0},
 }
