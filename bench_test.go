@@ -246,33 +246,9 @@ func BenchmarkBaselineRawHTTPHop(b *testing.B) {
 	}
 }
 
-// BenchmarkHTTPHop is one delivery by a flow to the same HTTP subscriber
-// as the baseline, whose reply the flow forwards.
-func BenchmarkHTTPHop(b *testing.B) {
-	for _, clients := range []int{1, 32} {
-		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
-			b.ReportAllocs()
-			srv, conns := appenderServer(b, rawAppender)
-			f, err := (&flows.Sequence{Steps: []flows.Step{{Subscriber: flows.HTTP(srv.URL)}}, Reply: flows.Discard}).
-				Start(context.Background(), flows.WithConcurrency(clients))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer f.Shutdown(context.Background())
-			b.ResetTimer()
-			benchClients(b, clients, func() {
-				if _, err := f.Handle(context.Background(), benchEvent()); err != nil {
-					b.Fatal(err)
-				}
-			})
-			report(b)
-			b.ReportMetric(float64(conns.Load())/float64(b.N), "conns/event")
-		})
-	}
-}
-
 // BenchmarkIngressHop is a client POST to a flow's synchronous ingress,
 // which delivers to the same HTTP subscriber: two HTTP exchanges per event.
+// (The bench module measures the hop from a flow alone, against more limits.)
 func BenchmarkIngressHop(b *testing.B) {
 	for _, clients := range []int{1, 32} {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
