@@ -235,18 +235,18 @@ func (f *Flow) publish(ctx context.Context, e event.Event) error {
 	if err != nil {
 		return err
 	}
-	if f.obs != nil && f.obs.Accept != nil {
-		return f.observedPublish(ctx, p)
+	if o := f.obs.active(ctx); o != nil && o.Accept != nil {
+		return f.observedPublish(ctx, o, p)
 	}
 	return f.input.Publish(ctx, p)
 }
 
-func (f *Flow) observedPublish(ctx context.Context, e *event.Event) error {
+func (f *Flow) observedPublish(ctx context.Context, o *Observer, e *event.Event) error {
 	a := &AcceptInfo{Flow: f.name, Event: e}
 	if env := envelopeFrom(ctx); env != nil {
 		a.Header = env.header
 	}
-	ctx, done := f.obs.Accept(ctx, a)
+	ctx, done := o.Accept(ctx, a)
 	err := f.input.Publish(ctx, e)
 	if done != nil {
 		done(err)

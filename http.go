@@ -122,7 +122,7 @@ func (t *HTTPTarget) Handle(ctx context.Context, e event.Event) (*event.Event, e
 			req.Header[k] = v
 		}
 	}
-	if o := observerFrom(ctx); o != nil && o.Request != nil {
+	if o := observerFrom(ctx).active(ctx); o != nil && o.Request != nil {
 		// Before encoding: the hook may set extensions (trace context).
 		o.Request(ctx, &e, req.Header)
 	}

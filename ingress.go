@@ -161,9 +161,9 @@ func (in *Ingress) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if hdr := PassThroughHeaders(r.Header); hdr != nil {
 		ctx = withEnvelope(ctx, &envelope{header: hdr})
 	}
-	if in.obs != nil && in.obs.Ingress != nil {
+	if o := in.obs.active(ctx); o != nil && o.Ingress != nil {
 		var done func(int)
-		if ctx, done = in.obs.Ingress(ctx, r, e); done != nil {
+		if ctx, done = o.Ingress(ctx, r, e); done != nil {
 			sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 			w = sw
 			defer func() { done(sw.status) }()

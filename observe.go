@@ -23,8 +23,17 @@ import (
 // events after returning.
 //
 // Without an observer the core only checks for nil: observing costs nothing
-// when it is off.
+// when it is off. An observer that may have nowhere to report (say, no
+// telemetry backend configured yet) sets Enabled, so that it costs as
+// little while it is off.
 type Observer struct {
+	// Enabled, if set, is asked before observing each accept, delivery
+	// (with its reply or dead-letter hop), HTTP request, ingress request
+	// and tick: when it returns false the core skips the hooks of that one
+	// as if there were no observer, at the cost of the call. Start is not
+	// gated. It must be cheap and safe for concurrent use.
+	Enabled func(ctx context.Context) bool
+
 	// Accept is called when an event enters a flow through [Flow.Send],
 	// [Flow.TrySend] or [Flow.Handle] (and so through an ingress, a Ping
 	// or another flow), before it is published to the flow's first channel.
@@ -222,6 +231,14 @@ func (c *InMemoryChannel) Len(subscription string) int {
 		}
 	}
 	return 0
+}
+
+// active returns o if it observes what ctx is about, or nil.
+func (o *Observer) active(ctx context.Context) *Observer {
+	if o == nil || (o.Enabled != nil && !o.Enabled(ctx)) {
+		return nil
+	}
+	return o
 }
 
 type observerKey struct{}

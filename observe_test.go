@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -109,5 +110,53 @@ func TestObserverHooks(t *testing.T) {
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
 		t.Errorf("hooks saw:\n%q\nwant:\n%q", got, want)
+	}
+}
+
+// An observer whose Enabled answers false sees nothing of the events it
+// is asked about, and everything again once it answers true.
+func TestObserverEnabledGatesTheHooks(t *testing.T) {
+	var on atomic.Bool
+	var mu sync.Mutex
+	var got []string
+	note := func(s string) {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, s)
+	}
+	obs := &flows.Observer{
+		Enabled: func(context.Context) bool { return on.Load() },
+		Accept: func(ctx context.Context, a *flows.AcceptInfo) (context.Context, func(error)) {
+			note("accept " + a.Event.ID())
+			return ctx, nil
+		},
+		Deliver: func(ctx context.Context, d *flows.DeliveryInfo) (context.Context, func()) {
+			note("deliver " + d.Step + " " + d.Event.ID())
+			return ctx, nil
+		},
+		Attempt: func(ctx context.Context, a *flows.AttemptInfo) (context.Context, func()) {
+			note("attempt " + a.Step + " " + string(a.Role) + " " + a.Event.ID())
+			return ctx, nil
+		},
+		Publish: func(_ context.Context, channel string, e *event.Event) { note("publish " + channel + " " + e.ID()) },
+	}
+	f, err := (&flows.Sequence{Name: "s", Steps: []flows.Step{{Subscriber: flowstest.NewRecorder(flowstest.Echo())}},
+		Reply: flowstest.NewRecorder()}).Start(t.Context(), flows.WithObserver(obs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Handle(t.Context(), flowstest.NewEvent("off", "t", "/test", nil)); err != nil {
+		t.Fatal(err)
+	}
+	on.Store(true)
+	if _, err := f.Handle(t.Context(), flowstest.NewEvent("on", "t", "/test", nil)); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"accept on", "deliver steps[0] on", "attempt steps[0] subscriber on", "attempt steps[0] reply on"}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(got, want) {
+		t.Errorf("hooks saw %q, want %q", got, want)
 	}
 }

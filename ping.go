@@ -289,28 +289,30 @@ func (s *Source) loop(loopCtx, tickCtx context.Context) {
 func (s *Source) tick(ctx context.Context) {
 	defer s.ticks.Done()
 	e := s.p.newEvent(s.data, time.Now())
-	if s.obs == nil || s.obs.Tick == nil {
-		s.send(ctx, &e)
+	o := s.obs.active(ctx)
+	if o == nil || o.Tick == nil {
+		s.send(ctx, &e, o)
 		return
 	}
 	name, _ := s.p.names()
 	t := &TickInfo{Source: name, Event: &e}
-	ctx, done := s.obs.Tick(ctx, t)
-	t.Outcome, t.Attempts, t.Err = s.send(ctx, &e)
+	ctx, done := o.Tick(ctx, t)
+	t.Outcome, t.Attempts, t.Err = s.send(ctx, &e, o)
 	if done != nil {
 		done()
 	}
 }
 
-// send delivers the event of a tick to the sink, or else to the dead-letter sink.
-func (s *Source) send(ctx context.Context, e *event.Event) (Outcome, int, error) {
-	attempts, err := deliver(ctx, s.p.Sink, e, s.delivery, s.observe(RoleSink))
+// send delivers the event of a tick to the sink, or else to the dead-letter
+// sink; o, if not nil, observes the calls.
+func (s *Source) send(ctx context.Context, e *event.Event, o *Observer) (Outcome, int, error) {
+	attempts, err := deliver(ctx, s.p.Sink, e, s.delivery, s.observe(o, RoleSink))
 	if err == nil {
 		return OutcomeDelivered, attempts, nil
 	}
 	if ctx.Err() == nil && s.delivery.DeadLetter != nil {
 		dl := deadLetterEvent(e, s.dest, err)
-		if _, dlErr := deliver(ctx, s.delivery.DeadLetter, &dl, s.delivery, s.observe(RoleDeadLetter)); dlErr == nil {
+		if _, dlErr := deliver(ctx, s.delivery.DeadLetter, &dl, s.delivery, s.observe(o, RoleDeadLetter)); dlErr == nil {
 			return OutcomeDeadLettered, attempts, err
 		} else {
 			err = errors.Join(err, fmt.Errorf("dead-letter sink failed: %w", dlErr))
@@ -324,8 +326,8 @@ func (s *Source) send(ctx context.Context, e *event.Event) (Outcome, int, error)
 	return OutcomeFailed, attempts, err
 }
 
-func (s *Source) observe(role Role) *hop {
-	if s.obs == nil {
+func (s *Source) observe(o *Observer, role Role) *hop {
+	if o == nil {
 		return nil
 	}
 	name, _ := s.p.names()
@@ -333,7 +335,7 @@ func (s *Source) observe(role Role) *hop {
 	if role == RoleDeadLetter {
 		dest = destination(s.delivery.DeadLetter, "ping/"+name+"/deadLetter")
 	}
-	return &hop{o: s.obs, a: AttemptInfo{Flow: name, Step: "sink", Role: role, Destination: dest}}
+	return &hop{o: o, a: AttemptInfo{Flow: name, Step: "sink", Role: role, Destination: dest}}
 }
 
 // Shutdown stops the schedule and waits for the sends in progress (with

@@ -81,12 +81,14 @@ func (s *subscription) work(ctx context.Context) {
 func (s *subscription) process(ctx context.Context, m Message) {
 	var di *DeliveryInfo
 	var done func()
-	if o := s.obs; o != nil && o.Deliver != nil {
+	// One decision for the delivery and the hops that follow it.
+	o := s.obs.active(ctx)
+	if o != nil && o.Deliver != nil {
 		di = &DeliveryInfo{Flow: s.flow, Step: s.step, Subscription: s.name, Destination: s.subDest,
 			Attempt: m.Attempt(), MaxAttempts: s.policy().attempts(), Event: m.Event()}
 		ctx, done = o.Deliver(ctx, di)
 	}
-	r := s.deliverMessage(ctx, m)
+	r := s.deliverMessage(ctx, m, o)
 	if done != nil {
 		// Before the Ack, so that a Flow.Handle that returns finds it done.
 		di.Outcome, di.Err, di.Wait, di.Forwarded = r.outcome, r.err, r.wait, r.forwarded
@@ -117,21 +119,21 @@ func (s *subscription) policy() *Delivery {
 	return s.delivery
 }
 
-// observe describes a handler call to the observer, or is nil when there
-// is none.
-func (s *subscription) observe(role Role, dest string) *hop {
-	if s.obs == nil {
+// observe describes a handler call to o, or is nil when o is.
+func (s *subscription) observe(o *Observer, role Role, dest string) *hop {
+	if o == nil {
 		return nil
 	}
 	if role == RoleDeadLetter {
 		dest = destination(s.delivery.DeadLetter, s.flow+"/"+s.step+".delivery.deadLetter")
 	}
-	return &hop{o: s.obs, a: AttemptInfo{Flow: s.flow, Step: s.step, Role: role, Destination: dest}}
+	return &hop{o: o, a: AttemptInfo{Flow: s.flow, Step: s.step, Role: role, Destination: dest}}
 }
 
 // deliverMessage makes one attempt of m and the hop that follows it: the
-// reply, or the dead-letter sink once the attempts are exhausted.
-func (s *subscription) deliverMessage(ctx context.Context, m Message) result {
+// reply, or the dead-letter sink once the attempts are exhausted. o, if not
+// nil, observes the calls.
+func (s *subscription) deliverMessage(ctx context.Context, m Message, o *Observer) result {
 	e := m.Event()
 	attempt := m.Attempt()
 	env := envelopeOf(m)
@@ -153,7 +155,7 @@ func (s *subscription) deliverMessage(ctx context.Context, m Message) result {
 	}
 	var reply *event.Event
 	var err error
-	if h := s.observe(RoleSubscriber, s.subDest); h != nil {
+	if h := s.observe(o, RoleSubscriber, s.subDest); h != nil {
 		h.a.Attempt, h.a.MaxAttempts = attempt, d.attempts()
 		reply, err = observedCall(hctx, h.o, &h.a, s.subscriber, in, d)
 	} else {
@@ -170,7 +172,7 @@ func (s *subscription) deliverMessage(ctx context.Context, m Message) result {
 		if tr != nil || header != nil {
 			rctx = withEnvelope(ctx, &envelope{tr: tr, header: header})
 		}
-		attempts, err = deliver(rctx, s.reply, reply, d, s.observe(RoleReply, s.replyDest))
+		attempts, err = deliver(rctx, s.reply, reply, d, s.observe(o, RoleReply, s.replyDest))
 		dest, replyFailed = s.replyDest, err != nil
 		_, forwarded = s.reply.(channelSink)
 	}
@@ -193,7 +195,7 @@ func (s *subscription) deliverMessage(ctx context.Context, m Message) result {
 
 	if d != nil && d.DeadLetter != nil {
 		dl := deadLetterEvent(e, dest, err)
-		_, dlErr := deliver(withEnvelope(ctx, &envelope{tr: tr, header: env.header}), d.DeadLetter, &dl, d, s.observe(RoleDeadLetter, ""))
+		_, dlErr := deliver(withEnvelope(ctx, &envelope{tr: tr, header: env.header}), d.DeadLetter, &dl, d, s.observe(o, RoleDeadLetter, ""))
 		if dlErr == nil {
 			s.log.LogAttrs(ctx, slog.LevelWarn, "flows: event sent to the dead-letter sink",
 				slog.String("subscription", s.name), slog.String("id", e.ID()),

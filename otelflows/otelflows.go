@@ -8,6 +8,9 @@
 //	f, err := seq.Start(ctx, flows.WithObserver(obs), flows.WithLogger(slog.New(otelflows.LogHandler(h))))
 //	ingress := flows.NewIngress(f) // uses the flow's observer
 //
+// Until a tracer or meter provider is configured, it is off and costs
+// nothing; see [New].
+//
 // # Traces
 //
 // An event's trace starts where the event enters the first flow: a [flows.Ping]
@@ -53,8 +56,9 @@
 // All carry flows.flow, and flows.step where it applies. The end-to-end
 // latency reads the accept time from the trace context's tracestate (key
 // "flows"), so it also measures flows whose hops cross HTTP or a durable
-// channel; with no TracerProvider the observer still makes up a trace id per
-// event to carry it.
+// channel. The observer writes that member only while the histogram is
+// enabled, and only into a real trace context: without tracing, the
+// histogram stays empty.
 //
 // # Logs
 //
@@ -66,10 +70,11 @@ package otelflows
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"net/http"
+	"reflect"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -82,6 +87,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
+	nooptrace "go.opentelemetry.io/otel/trace/noop"
 )
 
 // ScopeName is the instrumentation scope of the tracer and the meter.
@@ -132,6 +138,19 @@ func WithPropagator(p propagation.TextMapPropagator) Option { return func(c *con
 // install with [flows.WithObserver] and [flows.IngressObserver]. One
 // observer may serve any number of flows, sources and ingresses.
 //
+// It costs (next to) nothing while it has nowhere to report: with the
+// no-op providers of go.opentelemetry.io/otel/trace/noop and
+// go.opentelemetry.io/otel/metric/noop, or with the global providers while
+// the application has not set them, the flows skip its hooks (see
+// [flows.Observer.Enabled]): no span, no measure, and no trace context
+// written to events or requests; an event's own traceparent and tracestate
+// pass through untouched. With the global providers, tracing and metrics
+// start with the first event that the flows accept or deliver after the
+// application calls otel.SetTracerProvider or otel.SetMeterProvider, even
+// if that is after New (that event's earlier hops are not traced). Other
+// providers are taken as configured; one that is a no-op of another kind
+// works, at the cost of the full instrumentation.
+//
 // Instruments that cannot be created are reported to otel.Handle and left
 // out.
 func New(opts ...Option) *flows.Observer {
@@ -150,8 +169,13 @@ func New(opts ...Option) *flows.Observer {
 		prop:   c.prop,
 		flows:  make(map[*flows.Flow]struct{}),
 	}
+	_, noTraces := c.tp.(nooptrace.TracerProvider)
+	o.traces = newSwitch(c.tp, noTraces, otel.GetTracerProvider)
+	_, noMetrics := c.mp.(noopmetric.MeterProvider)
+	o.metrics = newSwitch(c.mp, noMetrics, otel.GetMeterProvider)
 	o.instruments(c.mp.Meter(ScopeName))
 	return &flows.Observer{
+		Enabled: o.enabled,
 		Accept:  o.accept,
 		Deliver: o.deliver,
 		Attempt: o.attempt,
@@ -166,6 +190,9 @@ func New(opts ...Option) *flows.Observer {
 type observer struct {
 	tracer trace.Tracer
 	prop   propagation.TextMapPropagator
+
+	traces  onSwitch[trace.TracerProvider]
+	metrics onSwitch[metric.MeterProvider]
 
 	accepted  metric.Int64Counter
 	outcomes  metric.Int64Counter
@@ -238,6 +265,50 @@ func (o *observer) instruments(m metric.Meter) {
 	}
 }
 
+// onSwitch tells whether a provider has somewhere to report: always for a
+// provider given or set before New, never for a no-op one, and for the
+// global provider while unset (the API's delegate), once the application
+// has set one, which the delegate then forwards to. While the global is
+// unset, asking costs an atomic load and a comparison.
+type onSwitch[P comparable] struct {
+	on       bool
+	unset    P // the global delegate given to New, if any
+	watching bool
+	set      atomic.Bool
+	global   func() P
+}
+
+// globalPkg is where the API's global delegates are.
+const globalPkg = "go.opentelemetry.io/otel/internal/global"
+
+func newSwitch[P comparable](p P, noop bool, global func() P) onSwitch[P] {
+	t := reflect.TypeOf(p)
+	if t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch {
+	case noop:
+		return onSwitch[P]{}
+	case t != nil && t.PkgPath() == globalPkg && global() == p:
+		return onSwitch[P]{unset: p, watching: true, global: global}
+	}
+	return onSwitch[P]{on: true}
+}
+
+func (s *onSwitch[P]) isOn() bool {
+	if s.on || s.set.Load() {
+		return true
+	}
+	if s.watching && s.global() != s.unset {
+		s.set.Store(true)
+		return true
+	}
+	return false
+}
+
+// enabled is the observer's Enabled: it is off while no provider is.
+func (o *observer) enabled(context.Context) bool { return o.traces.isOn() || o.metrics.isOn() }
+
 func (o *observer) start(f *flows.Flow) func() {
 	o.mu.Lock()
 	o.flows[f] = struct{}{}
@@ -255,6 +326,9 @@ func (o *observer) accept(ctx context.Context, a *flows.AcceptInfo) (context.Con
 	if o.accepted.Enabled(ctx) {
 		o.accepted.Add(ctx, 1, metric.WithAttributes(FlowKey.String(a.Flow)))
 	}
+	if !o.traces.isOn() {
+		return ctx, nil
+	}
 	var span trace.Span
 	if !trace.SpanContextFromContext(ctx).IsValid() {
 		pctx := ctx
@@ -269,7 +343,9 @@ func (o *observer) accept(ctx context.Context, a *flows.AcceptInfo) (context.Con
 			span.SetAttributes(append(eventAttrs(a.Event), FlowKey.String(a.Flow))...)
 		}
 	}
-	ctx = stamp(ctx, time.Now())
+	if o.eventTime.Enabled(ctx) {
+		ctx = stamp(ctx, time.Now())
+	}
 	inject(ctx, a.Event)
 	if span == nil {
 		return ctx, nil
@@ -286,18 +362,21 @@ func (o *observer) accept(ctx context.Context, a *flows.AcceptInfo) (context.Con
 // deliver starts the span of one attempt of a subscription, a child of the
 // span that published the event.
 func (o *observer) deliver(ctx context.Context, d *flows.DeliveryInfo) (context.Context, func()) {
-	pctx := eventPropagator.Extract(ctx, eventCarrier{d.Event})
-	ctx, span := o.tracer.Start(pctx, d.Flow+" "+d.Step, trace.WithSpanKind(trace.SpanKindConsumer))
-	recording := span.IsRecording()
-	if recording {
-		span.SetAttributes(append(eventAttrs(d.Event),
-			FlowKey.String(d.Flow), StepKey.String(d.Step), SubscriptionKey.String(d.Subscription),
-			DestinationKey.String(d.Destination), AttemptKey.Int(d.Attempt), MaxAttemptsKey.Int(d.MaxAttempts))...)
-	}
-	if !span.SpanContext().IsValid() && trace.SpanContextFromContext(pctx).IsValid() {
-		// A tracer that makes no spans: keep the event's trace id for the
-		// logs and the hops.
-		ctx = trace.ContextWithSpanContext(ctx, trace.SpanContextFromContext(pctx))
+	var span trace.Span
+	recording := false
+	if o.traces.isOn() {
+		pctx := eventPropagator.Extract(ctx, eventCarrier{d.Event})
+		ctx, span = o.tracer.Start(pctx, d.Flow+" "+d.Step, trace.WithSpanKind(trace.SpanKindConsumer))
+		if recording = span.IsRecording(); recording {
+			span.SetAttributes(append(eventAttrs(d.Event),
+				FlowKey.String(d.Flow), StepKey.String(d.Step), SubscriptionKey.String(d.Subscription),
+				DestinationKey.String(d.Destination), AttemptKey.Int(d.Attempt), MaxAttemptsKey.Int(d.MaxAttempts))...)
+		}
+		if !span.SpanContext().IsValid() && trace.SpanContextFromContext(pctx).IsValid() {
+			// A tracer that makes no spans: keep the event's trace id for the
+			// logs and the hops.
+			ctx = trace.ContextWithSpanContext(ctx, trace.SpanContextFromContext(pctx))
+		}
 	}
 	var step metric.MeasurementOption
 	if o.inFlight.Enabled(ctx) {
@@ -332,7 +411,9 @@ func (o *observer) deliver(ctx context.Context, d *flows.DeliveryInfo) (context.
 				o.eventTime.Record(ctx, time.Since(t).Seconds(), metric.WithAttributes(FlowKey.String(d.Flow)))
 			}
 		}
-		span.End()
+		if span != nil {
+			span.End()
+		}
 	}
 }
 
@@ -340,7 +421,8 @@ func (o *observer) deliver(ctx context.Context, d *flows.DeliveryInfo) (context.
 // the subscriber's call is the delivery's own span.
 func (o *observer) attempt(ctx context.Context, a *flows.AttemptInfo) (context.Context, func()) {
 	var span trace.Span
-	if a.Role != flows.RoleSubscriber {
+	tracing := o.traces.isOn()
+	if tracing && a.Role != flows.RoleSubscriber {
 		name := a.Flow + " " + a.Step + " " + string(a.Role)
 		if a.Role == flows.RoleSink {
 			name = a.Flow + " sink"
@@ -351,7 +433,9 @@ func (o *observer) attempt(ctx context.Context, a *flows.AttemptInfo) (context.C
 				DestinationKey.String(a.Destination), AttemptKey.Int(a.Attempt), MaxAttemptsKey.Int(a.MaxAttempts))
 		}
 	}
-	inject(ctx, a.Event)
+	if tracing {
+		inject(ctx, a.Event)
+	}
 	timed := o.callTime.Enabled(ctx)
 	if !timed && span == nil {
 		return ctx, nil
@@ -380,15 +464,25 @@ func (o *observer) attempt(ctx context.Context, a *flows.AttemptInfo) (context.C
 }
 
 // publish hands the delivery's trace context to the next channel.
-func (o *observer) publish(ctx context.Context, _ string, e *event.Event) { inject(ctx, e) }
+func (o *observer) publish(ctx context.Context, _ string, e *event.Event) {
+	if o.traces.isOn() {
+		inject(ctx, e)
+	}
+}
 
 // request sends the trace context over HTTP, in the headers and in the event.
 func (o *observer) request(ctx context.Context, e *event.Event, h http.Header) {
+	if !o.traces.isOn() {
+		return
+	}
 	o.prop.Inject(ctx, propagation.HeaderCarrier(h))
 	inject(ctx, e)
 }
 
 func (o *observer) ingress(ctx context.Context, r *http.Request, e *event.Event) (context.Context, func(int)) {
+	if !o.traces.isOn() {
+		return ctx, nil
+	}
 	pctx := o.prop.Extract(ctx, propagation.HeaderCarrier(r.Header))
 	if !trace.SpanContextFromContext(pctx).IsValid() {
 		pctx = eventPropagator.Extract(ctx, eventCarrier{e})
@@ -412,18 +506,24 @@ func (o *observer) ingress(ctx context.Context, r *http.Request, e *event.Event)
 }
 
 func (o *observer) tick(ctx context.Context, t *flows.TickInfo) (context.Context, func()) {
-	ctx, span := o.tracer.Start(ctx, "ping "+t.Source, trace.WithSpanKind(trace.SpanKindProducer), trace.WithNewRoot())
-	if span.IsRecording() {
-		span.SetAttributes(append(eventAttrs(t.Event), FlowKey.String(t.Source))...)
+	var span trace.Span
+	if o.traces.isOn() {
+		ctx, span = o.tracer.Start(ctx, "ping "+t.Source, trace.WithSpanKind(trace.SpanKindProducer), trace.WithNewRoot())
+		if span.IsRecording() {
+			span.SetAttributes(append(eventAttrs(t.Event), FlowKey.String(t.Source))...)
+		}
 	}
 	return ctx, func() {
+		if o.outcomes.Enabled(ctx) {
+			o.outcomes.Add(ctx, 1, metric.WithAttributes(FlowKey.String(t.Source), StepKey.String("sink"), OutcomeKey.String(string(t.Outcome))))
+		}
+		if span == nil {
+			return
+		}
 		span.SetAttributes(OutcomeKey.String(string(t.Outcome)), AttemptsKey.Int(t.Attempts))
 		if t.Err != nil {
 			span.RecordError(t.Err)
 			span.SetStatus(codes.Error, t.Err.Error())
-		}
-		if o.outcomes.Enabled(ctx) {
-			o.outcomes.Add(ctx, 1, metric.WithAttributes(FlowKey.String(t.Source), StepKey.String("sink"), OutcomeKey.String(string(t.Outcome))))
 		}
 		span.End()
 	}
@@ -455,20 +555,11 @@ func errorType(err error) string {
 }
 
 // stamp records in ctx's trace state that the current flow accepted the
-// event at t. Without a valid span context (no tracer), it makes one up, so
-// that the event still has a trace id for the logs and the latency.
+// event at t. Without a valid span context there is nowhere to record it.
 func stamp(ctx context.Context, t time.Time) context.Context {
 	sc := trace.SpanContextFromContext(ctx)
 	if !sc.IsValid() {
-		var tid trace.TraceID
-		var sid trace.SpanID
-		for i := range tid {
-			tid[i] = byte(rand.Uint32())
-		}
-		for i := range sid {
-			sid[i] = byte(rand.Uint32())
-		}
-		sc = trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid})
+		return ctx
 	}
 	ts, err := sc.TraceState().Insert(TraceStateKey, strconv.FormatInt(t.UnixMicro(), 10))
 	if err != nil {

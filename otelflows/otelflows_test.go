@@ -16,6 +16,8 @@ import (
 	"github.com/eventflows/flows/otelflows"
 	"go.opentelemetry.io/otel/attribute"
 	noopmetric "go.opentelemetry.io/otel/metric/noop"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 	nooptrace "go.opentelemetry.io/otel/trace/noop"
@@ -377,24 +379,66 @@ ping tick delivered
 	})
 }
 
-func TestWithoutProvidersEventsStillCarryATraceID(t *testing.T) {
-	obs := otelflows.New(otelflows.WithTracerProvider(nooptrace.NewTracerProvider()), otelflows.WithMeterProvider(noopmetric.NewMeterProvider()))
-	steps := []*flowstest.Recorder{flowstest.NewRecorder(flowstest.Echo()), flowstest.NewRecorder(flowstest.Echo())}
-	reply := flowstest.NewRecorder()
-	f, err := (&flows.Sequence{Steps: []flows.Step{{Subscriber: steps[0]}, {Subscriber: steps[1]}}, Reply: reply}).Start(t.Context(), flows.WithObserver(obs))
+// With nowhere to report, the observer is switched off: the flows skip it,
+// and events keep the trace context they came with, or none.
+func TestWithoutProvidersEventsAreLeftAlone(t *testing.T) {
+	for name, obs := range map[string]*flows.Observer{
+		"noop": otelflows.New(otelflows.WithTracerProvider(nooptrace.NewTracerProvider()), otelflows.WithMeterProvider(noopmetric.NewMeterProvider())),
+		// No test of this process sets the global providers (see
+		// TestGlobalProvidersSetAfterNew).
+		"global-unset": otelflows.New(),
+	} {
+		t.Run(name, func(t *testing.T) {
+			if obs.Enabled(t.Context()) {
+				t.Error("Enabled, want the observer off")
+			}
+			steps := []*flowstest.Recorder{flowstest.NewRecorder(flowstest.Echo()), flowstest.NewRecorder(flowstest.Echo())}
+			reply := flowstest.NewRecorder()
+			f, err := (&flows.Sequence{Steps: []flows.Step{{Subscriber: steps[0]}, {Subscriber: steps[1]}}, Reply: reply}).Start(t.Context(), flows.WithObserver(obs))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			const upstream = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+			traced := flowstest.NewEvent("2", "t", "/test", nil)
+			traced.SetExtension("traceparent", upstream)
+			handle(t, f, flowstest.NewEvent("1", "t", "/test", nil))
+			handle(t, f, traced)
+			for _, r := range []*flowstest.Recorder{steps[0], steps[1], reply} {
+				for _, e := range r.Events() {
+					want := map[string]string{"1": "", "2": upstream}[e.ID()]
+					if got, _ := e.Extensions()["traceparent"].(string); got != want {
+						t.Errorf("event %s has traceparent %q, want %q", e.ID(), got, want)
+					}
+					if ts, ok := e.Extensions()["tracestate"]; ok {
+						t.Errorf("event %s has tracestate %v", e.ID(), ts)
+					}
+				}
+			}
+		})
+	}
+}
+
+// Tracing without metrics: events carry their trace, but not the accept
+// time that only the latency histogram reads.
+func TestTraceStateOnlyForTheLatency(t *testing.T) {
+	spans := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
+	defer tp.Shutdown(context.Background())
+	obs := otelflows.New(otelflows.WithTracerProvider(tp), otelflows.WithMeterProvider(noopmetric.NewMeterProvider()))
+	step := flowstest.NewRecorder(flowstest.Echo())
+	f, err := (&flows.Sequence{Steps: []flows.Step{{Subscriber: step}}}).Start(t.Context(), flows.WithObserver(obs))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
 	handle(t, f, flowstest.NewEvent("1", "t", "/test", nil))
-	want := otelflows.TraceContext(steps[0].Events()[0])
-	if !want.IsValid() {
-		t.Fatal("no trace context on the event")
+	e := step.Events()[0]
+	if !otelflows.TraceContext(e).IsValid() {
+		t.Error("the event carries no trace context")
 	}
-	for _, e := range []event.Event{steps[1].Events()[0], reply.Events()[0]} {
-		if got := otelflows.TraceContext(e); got.TraceID() != want.TraceID() {
-			t.Errorf("trace id %s, want %s", got.TraceID(), want.TraceID())
-		}
+	if ts, ok := e.Extensions()["tracestate"]; ok {
+		t.Errorf("the event carries tracestate %v", ts)
 	}
 }
 
