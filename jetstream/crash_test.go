@@ -189,7 +189,20 @@ func (r *runner) shutdown(t *testing.T) {
 // leftovers returns, per step, how many messages the flow's consumers
 // still hold: not delivered yet, or delivered without an acknowledgement
 // that reached the server (they would be delivered again, as duplicates).
+// leftovers reports, per step, the messages a consumer still holds. The
+// server applies acknowledgements asynchronously, even after a flush, so it
+// waits (a bounded while) for the counts to settle at zero.
 func leftovers(ctx context.Context, t *testing.T, s *natsServer, name string) (left []uint64) {
+	t.Helper()
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		left = consumerCounts(ctx, t, s, name)
+		if slices.Max(left) == 0 || time.Now().After(deadline) {
+			return left
+		}
+	}
+}
+
+func consumerCounts(ctx context.Context, t *testing.T, s *natsServer, name string) (left []uint64) {
 	t.Helper()
 	_, js := s.connect(t)
 	for i := range steps {
