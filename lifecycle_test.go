@@ -309,3 +309,25 @@ func TestChannelConstructorErrors(t *testing.T) {
 }
 
 var _ = fmt.Sprint
+
+func TestShutdownReturnsWhenCloseStopsTheFlow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, _ := (&flows.Sequence{Steps: []flows.Step{{Subscriber: flows.HandlerFunc(func(ctx context.Context, e event.Event) (*event.Event, error) {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		})}}}).Start(context.Background())
+		f.Send(context.Background(), newEvent("1", nil))
+		errc := make(chan error)
+		go func() { errc <- f.Shutdown(context.Background()) }() // no deadline: waits for the drain
+		synctest.Wait()
+		if err := f.Close(); err == nil {
+			t.Error("Close = nil, want the undelivered event")
+		}
+		// The drain Shutdown waited for will never complete: it must say so
+		// instead of waiting forever.
+		var ue *flows.UndeliveredError
+		if err := <-errc; !errors.As(err, &ue) || len(ue.Events) != 1 || !errors.Is(err, flows.ErrClosed) {
+			t.Errorf("Shutdown = %v, want an UndeliveredError with the event, wrapping ErrClosed", err)
+		}
+	})
+}
