@@ -496,14 +496,16 @@ func (f *Flow) abort() []event.Event {
 	f.mu.Lock()
 	f.aborted = true
 	f.mu.Unlock()
-	// Channels first, so that messages handed back by cancelled workers are
-	// kept aside instead of being received again.
+	// Workers first: a worker that sees a hard stop (a publish to the next
+	// channel refused, say) must find its context cancelled, or it takes
+	// the event for failed and dead-letters or drops it. What cancelled
+	// workers hand back goes to the channels, which keep it.
+	f.cancel()
 	for _, st := range f.stages {
 		if mc, ok := st.ch.(*InMemoryChannel); ok {
 			mc.abort()
 		}
 	}
-	f.cancel()
 	<-f.stopped
 	f.lostOnce.Do(func() {
 		for _, st := range f.stages {
