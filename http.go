@@ -151,7 +151,7 @@ func (t *HTTPTarget) Handle(ctx context.Context, e event.Event) (*event.Event, e
 	if err != nil {
 		return nil, fmt.Errorf("flows: POST %s: %w", t.URL, err)
 	}
-	if env != nil {
+	if env != nil && env.wantReplyHeader {
 		env.replyHeader = PassThroughHeaders(resp.Header)
 	}
 	defer func() {
