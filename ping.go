@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"regexp"
 	"strconv"
 	"strings"
@@ -228,12 +229,16 @@ func (p *Ping) Start(ctx context.Context, opts ...Option) (*Source, error) {
 	if err := o.checkDestinations("ping "+strconv.Quote(name), p.handlers()); err != nil {
 		return nil, err
 	}
+	// The source keeps its own copy: the definition may be changed and
+	// started again.
+	cp := *p
+	cp.Extensions = maps.Clone(p.Extensions)
 	s := &Source{
-		p:        p,
+		p:        &cp,
 		sched:    sched,
 		data:     data,
-		delivery: p.Delivery,
-		dest:     destination(p.Sink, "ping/"+name+"/sink"),
+		delivery: cp.Delivery,
+		dest:     destination(cp.Sink, "ping/"+name+"/sink"),
 		log:      o.logger,
 		obs:      o.observer,
 		stopped:  make(chan struct{}),

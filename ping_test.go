@@ -155,3 +155,29 @@ func TestPingIntoASequence(t *testing.T) {
 }
 
 var _ = event.New
+
+func TestPingStartTakesACopyOfTheDefinition(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// One definition value, reused to start two sources.
+		a, b := flowstest.NewRecorder(), flowstest.NewRecorder()
+		p := flows.Ping{Name: "a", Schedule: "* * * * *", Extensions: map[string]string{"team": "a"}, Sink: a}
+		srcA, err := p.Start(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Name, p.Extensions, p.Sink = "b", map[string]string{"team": "b"}, b
+		srcB, err := p.Start(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Minute + time.Second)
+		srcA.Shutdown(context.Background())
+		srcB.Shutdown(context.Background())
+		for name, r := range map[string]*flowstest.Recorder{"a": a, "b": b} {
+			got := r.Events()
+			if len(got) != 1 || got[0].Source() != "/apis/v1/namespaces/default/pingsources/"+name || got[0].Extensions()["team"] != name {
+				t.Errorf("source %s sent %v", name, got)
+			}
+		}
+	})
+}
