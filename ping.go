@@ -69,7 +69,9 @@ type Ping struct {
 
 	// Delivery governs each send. Nil uses what Knative's ping adapter
 	// does: up to 5 retries, 100 ms doubling to 1.6 s, and no dead-letter
-	// sink (the event is then dropped and logged).
+	// sink (the event is then dropped and logged). Which failures are
+	// retried is [Delivery]'s rule, the same for every hop: the adapter's
+	// SDK client differs slightly (it retries 413 and 425, not 500).
 	Delivery *Delivery
 }
 
