@@ -68,7 +68,7 @@ func (p *Parallel) Validate() error {
 	}
 	for i, br := range p.Branches {
 		path := fmt.Sprintf("branches[%d]", i)
-		if isNil(br.Subscriber) {
+		if br.Subscriber == nil {
 			pr.add(path+".subscriber", "missing: every branch needs a subscriber")
 		}
 		br.Delivery.validate(pr, path+".delivery")

@@ -153,7 +153,7 @@ func (p *Ping) parse() (cron.Schedule, []byte, error) {
 			pr.add("extensions["+strconv.Quote(k)+"]", "an extension name must be lower-case letters and digits, and not a CloudEvents attribute")
 		}
 	}
-	if isNil(p.Sink) {
+	if p.Sink == nil {
 		pr.add("sink", "missing: a ping source needs a sink")
 	}
 	p.Delivery.validate(pr, "delivery")

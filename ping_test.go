@@ -114,6 +114,8 @@ func TestPingValidation(t *testing.T) {
 		{flows.Ping{Extensions: map[string]string{"Bad-Name": "x"}, Sink: flows.Discard}, `extensions["Bad-Name"]`},
 		{flows.Ping{Extensions: map[string]string{"id": "x"}, Sink: flows.Discard}, `extensions["id"]`},
 		{flows.Ping{Name: "p"}, `flows: invalid ping "p": sink: missing`},
+		{flows.Ping{Sink: flows.HandlerFunc(nil)}, `sink: missing`},
+		{flows.Ping{Sink: flows.Discard, Delivery: &flows.Delivery{DeadLetter: (*flows.Flow)(nil)}}, "delivery.deadLetter: missing: a nil *flows.Flow"},
 		{flows.Ping{Sink: flows.Discard, Delivery: &flows.Delivery{Retry: -1}}, "delivery.retry"},
 	}
 	for _, tc := range cases {
