@@ -23,7 +23,8 @@ import (
 // the CloudEvents HTTP binding, following Knative's data-plane contract:
 //
 //   - the event is POSTed in binary mode (structured if Structured is set),
-//     with the header "Prefer: reply";
+//     with the header "Prefer: reply" (and without Knative's Kn-Namespace:
+//     a flow has no namespace);
 //   - a 2xx answer carrying a CloudEvent is the reply; a 2xx answer without
 //     one means "no event";
 //   - any other answer is a failure, an [*HTTPError]; 404, 408, 409, 429 and
