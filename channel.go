@@ -458,8 +458,11 @@ type envelope struct {
 	tr     *tracker
 	header http.Header
 	// replyHeader is filled by an HTTP subscriber with the pass-through
-	// headers of its response, for the reply hop.
-	replyHeader http.Header
+	// headers of its response, for the reply hop, when wantReplyHeader is
+	// set: only for the subscriber's own call, since handlers may pass
+	// their context to several HTTP targets at once.
+	replyHeader     http.Header
+	wantReplyHeader bool
 }
 
 type envelopeKey struct{}

@@ -413,13 +413,22 @@ func (f *Flow) destination() string { return f.name }
 // cancelled through their context and the events not yet delivered are
 // returned in an [*UndeliveredError], which wraps ctx's error. Shutdown
 // returns after every worker has returned, so handlers must honour their
-// context.
+// context. If [Flow.Close] stops the flow meanwhile, Shutdown returns what
+// Close does.
 func (f *Flow) Shutdown(ctx context.Context) error {
 	f.begin()
 	select {
 	case <-f.drained:
 		<-f.stopped
 		return nil
+	case <-f.stopped:
+		// drained is closed before stopped, unless the flow was stopped hard.
+		select {
+		case <-f.drained:
+			return nil
+		default:
+		}
+		return f.closeErr()
 	case <-ctx.Done():
 	}
 	select {
@@ -438,11 +447,15 @@ func (f *Flow) Shutdown(ctx context.Context) error {
 // them, if any. Close waits for running handlers to return.
 func (f *Flow) Close() error {
 	f.begin()
-	lost := f.abort()
-	if len(lost) == 0 {
-		return nil
+	return f.closeErr()
+}
+
+// closeErr stops the flow hard and reports what it dropped, as Close does.
+func (f *Flow) closeErr() error {
+	if lost := f.abort(); len(lost) > 0 {
+		return &UndeliveredError{Events: lost, Err: ErrClosed}
 	}
-	return &UndeliveredError{Events: lost, Err: ErrClosed}
+	return nil
 }
 
 // Done returns a channel that is closed once the flow has stopped, after
@@ -483,14 +496,16 @@ func (f *Flow) abort() []event.Event {
 	f.mu.Lock()
 	f.aborted = true
 	f.mu.Unlock()
-	// Channels first, so that messages handed back by cancelled workers are
-	// kept aside instead of being received again.
+	// Workers first: a worker that sees a hard stop (a publish to the next
+	// channel refused, say) must find its context cancelled, or it takes
+	// the event for failed and dead-letters or drops it. What cancelled
+	// workers hand back goes to the channels, which keep it.
+	f.cancel()
 	for _, st := range f.stages {
 		if mc, ok := st.ch.(*InMemoryChannel); ok {
 			mc.abort()
 		}
 	}
-	f.cancel()
 	<-f.stopped
 	f.lostOnce.Do(func() {
 		for _, st := range f.stages {

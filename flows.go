@@ -75,8 +75,14 @@ func isNil(h Handler) bool {
 }
 
 // validateHandler checks what can be checked of a handler before it runs.
+// A nil value in a non-nil interface would panic on every event, so it is
+// reported, in optional fields too.
 func validateHandler(p *problems, path string, h Handler) {
-	if t, ok := h.(*HTTPTarget); ok && t != nil {
+	if h != nil && isNil(h) {
+		p.add(path, "missing: a nil %T", h)
+		return
+	}
+	if t, ok := h.(*HTTPTarget); ok {
 		if err := t.validate(); err != nil {
 			p.wrap(path, err)
 		}

@@ -305,6 +305,11 @@ func TestValidation(t *testing.T) {
 		{"no branches", &flows.Parallel{}, []string{`flows: invalid parallel "parallel": branches: a parallel needs at least one branch`}},
 		{"branch without subscriber", &flows.Parallel{Branches: []flows.Branch{{Subscriber: h}, {Filter: h}}}, []string{"branches[1].subscriber: missing"}},
 		{"branch bad delivery", &flows.Parallel{Branches: []flows.Branch{{Subscriber: h, Delivery: &flows.Delivery{Retry: -2}}}}, []string{"branches[0].delivery.retry"}},
+		// A nil value in an optional field would fail every event with a panic.
+		{"nil reply func", &flows.Sequence{Steps: []flows.Step{{Subscriber: h}}, Reply: flows.HandlerFunc(nil)}, []string{"reply: missing: a nil flows.HandlerFunc"}},
+		{"nil dead-letter target", &flows.Sequence{Steps: []flows.Step{{Subscriber: h, Delivery: &flows.Delivery{DeadLetter: (*flows.HTTPTarget)(nil)}}}},
+			[]string{"steps[0].delivery.deadLetter: missing: a nil *flows.HTTPTarget"}},
+		{"nil filter flow", &flows.Parallel{Branches: []flows.Branch{{Filter: (*flows.Flow)(nil), Subscriber: h}}}, []string{"branches[0].filter: missing: a nil *flows.Flow"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -23,7 +23,8 @@ import (
 // the CloudEvents HTTP binding, following Knative's data-plane contract:
 //
 //   - the event is POSTed in binary mode (structured if Structured is set),
-//     with the header "Prefer: reply";
+//     with the header "Prefer: reply" (and without Knative's Kn-Namespace:
+//     a flow has no namespace);
 //   - a 2xx answer carrying a CloudEvent is the reply; a 2xx answer without
 //     one means "no event";
 //   - any other answer is a failure, an [*HTTPError]; 404, 408, 409, 429 and
@@ -151,7 +152,7 @@ func (t *HTTPTarget) Handle(ctx context.Context, e event.Event) (*event.Event, e
 	if err != nil {
 		return nil, fmt.Errorf("flows: POST %s: %w", t.URL, err)
 	}
-	if env != nil {
+	if env != nil && env.wantReplyHeader {
 		env.replyHeader = PassThroughHeaders(resp.Header)
 	}
 	defer func() {
@@ -285,7 +286,9 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 //   - a reply is written in binary mode with status 200; no event gets 202
 //     with an empty body;
 //   - a failure gets 500, or 400 if it is [Permanent] (so that it is not
-//     retried); an [*HTTPError] keeps its status code and Retry-After.
+//     retried); an [*HTTPError] keeps its status code and Retry-After;
+//     [ErrClosed] (a flow shutting down) gets 503, as from an [Ingress],
+//     so that callers retry, maybe on the process that replaces this one.
 func NewHTTPHandler(h Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
@@ -312,6 +315,9 @@ func NewHTTPHandler(h Handler) http.Handler {
 				if he.RetryAfter > 0 {
 					w.Header().Set("Retry-After", strconv.Itoa(int(he.RetryAfter.Round(time.Second)/time.Second)))
 				}
+			case errors.Is(err, ErrClosed) && !errors.As(err, new(*DeliveryError)):
+				// The flow itself stopped (not one it delivers to).
+				status = http.StatusServiceUnavailable
 			case IsPermanent(err):
 				status = http.StatusBadRequest
 			}

@@ -270,3 +270,34 @@ func TestNewHTTPHandlerKeepsRetryAfter(t *testing.T) {
 		t.Errorf("err = %v, want a 503 with Retry-After 2s", err)
 	}
 }
+
+func TestNewHTTPHandlerOfAStoppedFlowAsksForARetry(t *testing.T) {
+	// A flow served as a subscriber that is shutting down (a process being
+	// replaced, say) is unavailable for now: its callers should retry, not
+	// dead-letter the event.
+	f, err := (&flows.Sequence{Steps: []flows.Step{{Subscriber: flows.Discard}}}).Start(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Shutdown(context.Background())
+	srv, _ := newServer(t, flows.NewHTTPHandler(f))
+	_, err = flows.HTTP(srv.URL).Handle(context.Background(), newEvent("1", nil))
+	var he *flows.HTTPError
+	if !errors.As(err, &he) || he.StatusCode != http.StatusServiceUnavailable || !he.Retryable() {
+		t.Errorf("err = %v, want a retryable 503", err)
+	}
+}
+
+func TestNewHTTPHandlerOfAFlowWhoseStepIsStoppedRefusesTheEvent(t *testing.T) {
+	// Retrying would run the outer flow again for nothing: the inner flow
+	// is gone for good, as far as the outer one knows.
+	inner, _ := (&flows.Sequence{Name: "inner", Steps: []flows.Step{{Subscriber: flows.Discard}}}).Start(context.Background())
+	inner.Shutdown(context.Background())
+	outer := start(t, &flows.Sequence{Name: "outer", Steps: []flows.Step{{Subscriber: inner}}})
+	srv, _ := newServer(t, flows.NewHTTPHandler(outer))
+	_, err := flows.HTTP(srv.URL).Handle(context.Background(), newEvent("1", nil))
+	var he *flows.HTTPError
+	if !errors.As(err, &he) || he.StatusCode != http.StatusBadRequest {
+		t.Errorf("err = %v, want a 400", err)
+	}
+}

@@ -356,3 +356,40 @@ func TestServerTimeoutsAndTLS(t *testing.T) {
 		t.Error("ListenAndServe on a bad address succeeded")
 	}
 }
+
+func TestHandlerMayCallHTTPTargetsConcurrently(t *testing.T) {
+	// A handler reached with pass-through headers fans out to two HTTP
+	// services at once: each gets the headers, and the calls share nothing
+	// else (go test -race).
+	var got atomic.Int32
+	srv, _ := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Request-Id") == "req-1" {
+			got.Add(1)
+		}
+		w.Header().Set("Knative-Answer", "42")
+		w.WriteHeader(202)
+	}))
+	a, b := flows.HTTP(srv.URL+"/a"), flows.HTTP(srv.URL+"/b")
+	fanOut := flows.HandlerFunc(func(ctx context.Context, e event.Event) (*event.Event, error) {
+		errc := make(chan error, 2)
+		for _, target := range []*flows.HTTPTarget{a, b} {
+			go func() { _, err := target.Handle(ctx, e); errc <- err }()
+		}
+		return nil, errors.Join(<-errc, <-errc)
+	})
+	h := flows.NewHTTPHandler(fanOut)
+	for range 10 {
+		req := httptest.NewRequest("POST", "/", strings.NewReader("{}"))
+		for k, v := range with(binaryHeaders, "X-Request-Id", "req-1") {
+			req.Header.Set(k, v)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != 202 {
+			t.Fatalf("status %d: %s", w.Code, w.Body)
+		}
+	}
+	if got.Load() != 20 {
+		t.Errorf("%d of 20 calls carried X-Request-Id", got.Load())
+	}
+}

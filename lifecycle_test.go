@@ -309,3 +309,56 @@ func TestChannelConstructorErrors(t *testing.T) {
 }
 
 var _ = fmt.Sprint
+
+func TestShutdownReturnsWhenCloseStopsTheFlow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, _ := (&flows.Sequence{Steps: []flows.Step{{Subscriber: flows.HandlerFunc(func(ctx context.Context, e event.Event) (*event.Event, error) {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		})}}}).Start(context.Background())
+		f.Send(context.Background(), newEvent("1", nil))
+		errc := make(chan error)
+		go func() { errc <- f.Shutdown(context.Background()) }() // no deadline: waits for the drain
+		synctest.Wait()
+		if err := f.Close(); err == nil {
+			t.Error("Close = nil, want the undelivered event")
+		}
+		// The drain Shutdown waited for will never complete: it must say so
+		// instead of waiting forever.
+		var ue *flows.UndeliveredError
+		if err := <-errc; !errors.As(err, &ue) || len(ue.Events) != 1 || !errors.Is(err, flows.ErrClosed) {
+			t.Errorf("Shutdown = %v, want an UndeliveredError with the event, wrapping ErrClosed", err)
+		}
+	})
+}
+
+func TestCloseReportsAnEventHeldBackByAFullStep(t *testing.T) {
+	// Close while step 0 waits for room in step 1's channel: the event it
+	// holds is undelivered, not a failure of step 0 to dead-letter.
+	for range 20 {
+		synctest.Test(t, func(t *testing.T) {
+			dls := flowstest.NewRecorder()
+			hang := flows.HandlerFunc(func(ctx context.Context, e event.Event) (*event.Event, error) {
+				<-ctx.Done()
+				return nil, ctx.Err()
+			})
+			f, _ := (&flows.Sequence{Steps: []flows.Step{
+				{Subscriber: flowstest.NewRecorder(flowstest.Echo()), Delivery: &flows.Delivery{DeadLetter: dls}},
+				{Subscriber: hang},
+			}}).Start(context.Background(), flows.WithCapacity(1))
+			for _, id := range []string{"1", "2"} {
+				if err := f.Send(context.Background(), newEvent(id, nil)); err != nil {
+					t.Fatal(err)
+				}
+				synctest.Wait() // 1 hangs in step 1; 2 waits for room in its channel
+			}
+			var ue *flows.UndeliveredError
+			if err := f.Close(); !errors.As(err, &ue) || len(ue.Events) != 2 {
+				t.Fatalf("Close = %v, want both events undelivered", err)
+			}
+			if n := len(dls.Events()); n != 0 {
+				t.Errorf("%d event(s) dead-lettered by Close, want none", n)
+			}
+		})
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventflows/flows"
@@ -159,4 +161,36 @@ func TestObserverEnabledGatesTheHooks(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("hooks saw %q, want %q", got, want)
 	}
+}
+
+// Queues counts what each subscription holds: queued, in delivery, or
+// waiting for a retry.
+func TestQueuesReportWhatEachSubscriptionHolds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		block := flows.HandlerFunc(func(_ context.Context, e event.Event) (*event.Event, error) {
+			<-release
+			return nil, nil
+		})
+		f, _ := (&flows.Sequence{Name: "s", Steps: []flows.Step{
+			{Subscriber: failN(1, errors.New("once")), Delivery: &flows.Delivery{Retry: 1, BackoffDelay: time.Hour}},
+			{Subscriber: block},
+		}}).Start(context.Background())
+		defer f.Shutdown(context.Background())
+		for _, id := range []string{"1", "2", "3"} {
+			f.Send(context.Background(), newEvent(id, nil))
+		}
+		synctest.Wait() // each event failed once in step 0 and waits an hour for its retry
+		want := []flows.Queue{{Subscription: "s-kn-sequence-0", Step: "steps[0]", Len: 3}, {Subscription: "s-kn-sequence-1", Step: "steps[1]", Len: 0}}
+		if got := f.Queues(); !slices.Equal(got, want) {
+			t.Errorf("Queues = %v, want %v", got, want)
+		}
+		time.Sleep(time.Hour)
+		synctest.Wait() // retried: one is in step 1's handler, two wait for it
+		want[0].Len, want[1].Len = 0, 3
+		if got := f.Queues(); !slices.Equal(got, want) {
+			t.Errorf("Queues = %v, want %v", got, want)
+		}
+		close(release)
+	})
 }

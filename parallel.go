@@ -32,7 +32,10 @@ type Parallel struct {
 	Reply Handler
 
 	// Delivery is the policy of branch subscribers that have none of their
-	// own, as the delivery of Knative's channel template is.
+	// own, as the delivery of Knative's channel template is. It does not
+	// apply to filters: in Knative, a channel template's delivery reaches
+	// the filter subscriptions too, through the ingress channel; here a
+	// filter is always called once.
 	Delivery *Delivery
 }
 
@@ -68,7 +71,7 @@ func (p *Parallel) Validate() error {
 	}
 	for i, br := range p.Branches {
 		path := fmt.Sprintf("branches[%d]", i)
-		if isNil(br.Subscriber) {
+		if br.Subscriber == nil {
 			pr.add(path+".subscriber", "missing: every branch needs a subscriber")
 		}
 		br.Delivery.validate(pr, path+".delivery")

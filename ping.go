@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"regexp"
 	"strconv"
 	"strings"
@@ -68,7 +69,9 @@ type Ping struct {
 
 	// Delivery governs each send. Nil uses what Knative's ping adapter
 	// does: up to 5 retries, 100 ms doubling to 1.6 s, and no dead-letter
-	// sink (the event is then dropped and logged).
+	// sink (the event is then dropped and logged). Which failures are
+	// retried is [Delivery]'s rule, the same for every hop: the adapter's
+	// SDK client differs slightly (it retries 413 and 425, not 500).
 	Delivery *Delivery
 }
 
@@ -150,7 +153,7 @@ func (p *Ping) parse() (cron.Schedule, []byte, error) {
 			pr.add("extensions["+strconv.Quote(k)+"]", "an extension name must be lower-case letters and digits, and not a CloudEvents attribute")
 		}
 	}
-	if isNil(p.Sink) {
+	if p.Sink == nil {
 		pr.add("sink", "missing: a ping source needs a sink")
 	}
 	p.Delivery.validate(pr, "delivery")
@@ -228,12 +231,16 @@ func (p *Ping) Start(ctx context.Context, opts ...Option) (*Source, error) {
 	if err := o.checkDestinations("ping "+strconv.Quote(name), p.handlers()); err != nil {
 		return nil, err
 	}
+	// The source keeps its own copy: the definition may be changed and
+	// started again.
+	cp := *p
+	cp.Extensions = maps.Clone(p.Extensions)
 	s := &Source{
-		p:        p,
+		p:        &cp,
 		sched:    sched,
 		data:     data,
-		delivery: p.Delivery,
-		dest:     destination(p.Sink, "ping/"+name+"/sink"),
+		delivery: cp.Delivery,
+		dest:     destination(cp.Sink, "ping/"+name+"/sink"),
 		log:      o.logger,
 		obs:      o.observer,
 		stopped:  make(chan struct{}),

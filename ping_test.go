@@ -114,6 +114,8 @@ func TestPingValidation(t *testing.T) {
 		{flows.Ping{Extensions: map[string]string{"Bad-Name": "x"}, Sink: flows.Discard}, `extensions["Bad-Name"]`},
 		{flows.Ping{Extensions: map[string]string{"id": "x"}, Sink: flows.Discard}, `extensions["id"]`},
 		{flows.Ping{Name: "p"}, `flows: invalid ping "p": sink: missing`},
+		{flows.Ping{Sink: flows.HandlerFunc(nil)}, `sink: missing`},
+		{flows.Ping{Sink: flows.Discard, Delivery: &flows.Delivery{DeadLetter: (*flows.Flow)(nil)}}, "delivery.deadLetter: missing: a nil *flows.Flow"},
 		{flows.Ping{Sink: flows.Discard, Delivery: &flows.Delivery{Retry: -1}}, "delivery.retry"},
 	}
 	for _, tc := range cases {
@@ -155,3 +157,29 @@ func TestPingIntoASequence(t *testing.T) {
 }
 
 var _ = event.New
+
+func TestPingStartTakesACopyOfTheDefinition(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// One definition value, reused to start two sources.
+		a, b := flowstest.NewRecorder(), flowstest.NewRecorder()
+		p := flows.Ping{Name: "a", Schedule: "* * * * *", Extensions: map[string]string{"team": "a"}, Sink: a}
+		srcA, err := p.Start(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Name, p.Extensions, p.Sink = "b", map[string]string{"team": "b"}, b
+		srcB, err := p.Start(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Minute + time.Second)
+		srcA.Shutdown(context.Background())
+		srcB.Shutdown(context.Background())
+		for name, r := range map[string]*flowstest.Recorder{"a": a, "b": b} {
+			got := r.Events()
+			if len(got) != 1 || got[0].Source() != "/apis/v1/namespaces/default/pingsources/"+name || got[0].Extensions()["team"] != name {
+				t.Errorf("source %s sent %v", name, got)
+			}
+		}
+	})
+}

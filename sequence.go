@@ -58,7 +58,7 @@ func (s *Sequence) Validate() error {
 	}
 	for i, st := range s.Steps {
 		path := fmt.Sprintf("steps[%d]", i)
-		if isNil(st.Subscriber) {
+		if st.Subscriber == nil {
 			p.add(path+".subscriber", "missing: every step needs a subscriber")
 		}
 		st.Delivery.validate(p, path+".delivery")

@@ -150,7 +150,7 @@ func (s *subscription) deliverMessage(ctx context.Context, m Message, o *Observe
 	if env.header != nil || s.httpSubscriber {
 		// Only HTTP subscribers read and answer pass-through headers;
 		// others get them for their own hops.
-		henv = &envelope{header: env.header}
+		henv = &envelope{header: env.header, wantReplyHeader: s.httpSubscriber}
 		hctx = withEnvelope(ctx, henv)
 	}
 	var reply *event.Event
