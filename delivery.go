@@ -195,3 +195,13 @@ func deadLetterEvent(orig *event.Event, dest string, err error) event.Event {
 	}
 	return e
 }
+
+// clone copies a policy at Start, so that the caller may change its
+// definition afterwards without racing the running flow.
+func (d *Delivery) clone() *Delivery {
+	if d == nil {
+		return nil
+	}
+	c := *d
+	return &c
+}

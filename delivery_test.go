@@ -287,3 +287,14 @@ func TestPanicErrorKeepsTheStack(t *testing.T) {
 		t.Errorf("PanicError = %v with stack:\n%s", pe.Value, pe.Stack)
 	}
 }
+
+func TestStartCopiesTheDeliveryPolicy(t *testing.T) {
+	step := failN(100, errors.New("down"))
+	d := &flows.Delivery{Retry: 1}
+	f := start(t, &flows.Sequence{Steps: []flows.Step{{Subscriber: step, Delivery: d}}})
+	d.Retry = 5 // the running flow keeps the policy it started with
+	f.Handle(context.Background(), newEvent("1", nil))
+	if got := step.Len(); got != 2 {
+		t.Errorf("attempts = %d, want 2: a change to the definition after Start must not reach the flow", got)
+	}
+}

@@ -143,10 +143,10 @@ func (p *Parallel) Start(ctx context.Context, opts ...Option) (*Flow, error) {
 			step:       fmt.Sprintf("branches[%d]", i),
 			subscriber: br.Subscriber,
 			subDest:    destination(br.Subscriber, fmt.Sprintf("%s/branches[%d]", name, i)),
-			delivery:   br.Delivery,
+			delivery:   br.Delivery.clone(),
 		}
 		if sub.delivery == nil {
-			sub.delivery = p.Delivery
+			sub.delivery = p.Delivery.clone()
 		}
 		switch {
 		case br.Reply != nil:

@@ -239,7 +239,7 @@ func (p *Ping) Start(ctx context.Context, opts ...Option) (*Source, error) {
 		p:        &cp,
 		sched:    sched,
 		data:     data,
-		delivery: cp.Delivery,
+		delivery: cp.Delivery.clone(),
 		dest:     destination(cp.Sink, "ping/"+name+"/sink"),
 		log:      o.logger,
 		obs:      o.observer,

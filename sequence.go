@@ -107,10 +107,10 @@ func (s *Sequence) Start(ctx context.Context, opts ...Option) (*Flow, error) {
 			step:       fmt.Sprintf("steps[%d]", i),
 			subscriber: st.Subscriber,
 			subDest:    destination(st.Subscriber, fmt.Sprintf("%s/steps[%d]", name, i)),
-			delivery:   st.Delivery,
+			delivery:   st.Delivery.clone(),
 		}
 		if sub.delivery == nil {
-			sub.delivery = s.Delivery
+			sub.delivery = s.Delivery.clone()
 		}
 		if i+1 < len(s.Steps) {
 			sub.reply = channelSink{ch: chans[i+1], name: names[i+1]}
