@@ -318,6 +318,10 @@ func NewHTTPHandler(h Handler) http.Handler {
 			case errors.Is(err, ErrClosed) && !errors.As(err, new(*DeliveryError)):
 				// The flow itself stopped (not one it delivers to).
 				status = http.StatusServiceUnavailable
+			case errors.Is(err, ErrFull) && !errors.As(err, new(*DeliveryError)):
+				// The flow had no room before the request ended: come back later.
+				status = http.StatusServiceUnavailable
+				w.Header().Set("Retry-After", "1")
 			case IsPermanent(err):
 				status = http.StatusBadRequest
 			}

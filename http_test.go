@@ -301,3 +301,30 @@ func TestNewHTTPHandlerOfAFlowWhoseStepIsStoppedRefusesTheEvent(t *testing.T) {
 		t.Errorf("err = %v, want a 400", err)
 	}
 }
+
+func TestNewHTTPHandlerOfAFullFlowAsksForARetry(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	f := start(t, &flows.Sequence{Steps: []flows.Step{{Subscriber: flows.HandlerFunc(func(ctx context.Context, e event.Event) (*event.Event, error) {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil, nil
+	})}}}, flows.WithCapacity(1))
+	if err := f.TrySend(newEvent("busy", nil)); err != nil {
+		t.Fatal(err)
+	}
+	// The request is held while the flow is full, until its context ends.
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/", strings.NewReader("{}"))
+	for k, v := range binaryHeaders {
+		req.Header.Set(k, v)
+	}
+	w := httptest.NewRecorder()
+	flows.NewHTTPHandler(f).ServeHTTP(w, req)
+	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
+		t.Errorf("a full flow answered %d (Retry-After %q), want 503 with Retry-After", w.Code, w.Header().Get("Retry-After"))
+	}
+}
