@@ -356,18 +356,20 @@ func (m *message) end(what string, send func() error) error {
 }
 
 // keepAlive tells the broker, every third of the ack wait, that the
-// message is still being worked on, until it is acknowledged. A message
-// read ahead that no Receive call took by the time the channel is closed is
-// left to expire: nothing may ever take it, and the broker then delivers it
-// elsewhere.
+// message is still being worked on, until it is acknowledged. A report that
+// fails (the connection is down) is not the end: the next one may get
+// through in time. A message read ahead that no Receive call took by the
+// time the channel is closed is left to expire: nothing may ever take it,
+// and the broker then delivers it elsewhere.
 func (m *message) keepAlive() {
 	every := m.r.c.cfg.ackWait / 3
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.timer = time.AfterFunc(every, func() {
-		if m.done.Load() || (!m.handed.Load() && m.r.c.closed.Load()) || m.msg.InProgress() != nil {
+		if m.done.Load() || (!m.handed.Load() && m.r.c.closed.Load()) {
 			return
 		}
+		m.msg.InProgress()
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		if !m.done.Load() {
