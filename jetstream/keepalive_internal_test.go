@@ -6,6 +6,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/eventflows/flows"
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 )
@@ -50,6 +51,8 @@ func (m *fakeMsg) reports() int {
 	return m.progress
 }
 
+func flowsMessage(m *message) flows.Message { return m }
+
 // fakeConsumer is a durable consumer as the server created it.
 type fakeConsumer struct {
 	natsjs.Consumer
@@ -83,6 +86,39 @@ func TestKeepAliveSurvivesAFailedProgressReport(t *testing.T) {
 			t.Errorf("%d progress reports in 25s with a 30s ack wait, the first failing; want 2", n)
 		}
 		if err := m.Ack(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// A message read ahead that is handed out after Close (a graceful drain
+// delivers what the channel had fetched) is kept alive while its handler
+// runs, even though its keep-alive paused while nobody held it.
+func TestKeepAliveOfAMessageHandedOutAfterClose(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := testReceiver(30*time.Second, 30*time.Second)
+		msg := &fakeMsg{}
+		m, err := r.wrap(msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.ready = append(r.ready, m)
+		r.c.closed.Store(true)
+		r.stopped = true
+		time.Sleep(15 * time.Second) // read ahead, nobody took it: paused
+		if n := msg.reports(); n != 0 {
+			t.Errorf("%d progress reports for a message nobody took after Close; want 0", n)
+		}
+
+		got, err := r.Receive(t.Context())
+		if err != nil || got != flowsMessage(m) {
+			t.Fatalf("Receive = %v, %v; want the message read ahead", got, err)
+		}
+		time.Sleep(25 * time.Second) // the handler runs
+		if n := msg.reports(); n != 2 {
+			t.Errorf("%d progress reports in the 25s its handler ran; want 2", n)
+		}
+		if err := got.Ack(); err != nil {
 			t.Fatal(err)
 		}
 	})

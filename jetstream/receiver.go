@@ -72,7 +72,7 @@ func (r *receiver) Receive(ctx context.Context) (flows.Message, error) {
 		m := r.ready[0]
 		r.ready = r.ready[1:]
 		r.handed++
-		m.handed.Store(true)
+		m.handOut()
 		r.mu.Unlock()
 		if r.c.cfg.prefetch > 0 {
 			r.wakePump()
@@ -160,7 +160,7 @@ func (r *receiver) dispatch() {
 		w := r.waiters[0]
 		r.waiters = r.waiters[1:]
 		m := r.ready[0]
-		m.handed.Store(true)
+		m.handOut()
 		w <- result{m: m}
 		r.ready = r.ready[1:]
 		r.handed++
@@ -316,6 +316,19 @@ type message struct {
 	timer  *time.Timer
 }
 
+// handOut marks m as given to a Receive call. A message read ahead whose
+// keep-alive paused at Close is kept alive again: its handler is running.
+func (m *message) handOut() {
+	m.handed.Store(true)
+	if m.r.c.closed.Load() {
+		m.mu.Lock()
+		if !m.done.Load() {
+			m.timer.Reset(m.r.c.cfg.ackWait / 3)
+		}
+		m.mu.Unlock()
+	}
+}
+
 func (m *message) Event() *event.Event { return m.e }
 func (m *message) Attempt() int        { return m.attempt }
 
@@ -359,8 +372,9 @@ func (m *message) end(what string, send func() error) error {
 // message is still being worked on, until it is acknowledged. A report that
 // fails (the connection is down) is not the end: the next one may get
 // through in time. A message read ahead that no Receive call took by the
-// time the channel is closed is left to expire: nothing may ever take it,
-// and the broker then delivers it elsewhere.
+// time the channel is closed is left to expire, unless a Receive call takes
+// it after all (see handOut): nothing may ever take it, and the broker then
+// delivers it elsewhere.
 func (m *message) keepAlive() {
 	every := m.r.c.cfg.ackWait / 3
 	m.mu.Lock()
