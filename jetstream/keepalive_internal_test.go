@@ -123,3 +123,26 @@ func TestKeepAliveOfAMessageHandedOutAfterClose(t *testing.T) {
 		}
 	})
 }
+
+// The keep-alive follows the ack wait of the consumer as the server
+// created it, which WithConsumerConfig may have set (AckWait, or BackOff,
+// whose first value the server makes the ack wait), not the channel's
+// default.
+func TestKeepAliveFollowsTheConsumersAckWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := testReceiver(DefaultAckWait, 3*time.Second)
+		msg := &fakeMsg{}
+		m, err := r.wrap(msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.handed.Store(true)
+		time.Sleep(2500 * time.Millisecond)
+		if n := msg.reports(); n != 2 {
+			t.Errorf("%d progress reports in 2.5s on a consumer with a 3s ack wait; want 2", n)
+		}
+		if err := m.Ack(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

@@ -105,7 +105,9 @@ func WithStreamConfig(f func(*natsjs.StreamConfig)) Option {
 // WithConsumerConfig lets f adjust the configuration of each durable
 // consumer before it is created or updated, for example MaxAckPending or
 // the number of replicas. f must keep the durable name, the ack policy and
-// the deliver policy that the channel sets.
+// the deliver policy that the channel sets. An AckWait set here (or a
+// BackOff, whose first value the server makes the ack wait) replaces
+// [WithAckWait]'s, and messages are kept alive accordingly.
 func WithConsumerConfig(f func(*natsjs.ConsumerConfig)) Option {
 	return func(c *config) { c.consumerConfig = f }
 }

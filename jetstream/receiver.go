@@ -34,6 +34,9 @@ type receiver struct {
 	c    *Channel
 	name string
 	cons natsjs.Consumer
+	// every is how often a message is reported in progress: a third of the
+	// consumer's ack wait.
+	every time.Duration
 
 	wake     chan struct{} // cap 1: a Receive call is waiting
 	pumpDone chan struct{} // closed when pump has returned
@@ -55,10 +58,17 @@ type result struct {
 }
 
 func newReceiver(c *Channel, name string, cons natsjs.Consumer) *receiver {
+	// The ack wait the server applies, which WithConsumerConfig may have
+	// changed (directly, or through BackOff), not the channel's option.
+	ackWait := c.cfg.ackWait
+	if info := cons.CachedInfo(); info != nil && info.Config.AckWait > 0 {
+		ackWait = info.Config.AckWait
+	}
 	return &receiver{
 		c:        c,
 		name:     name,
 		cons:     cons,
+		every:    ackWait / 3,
 		wake:     make(chan struct{}, 1),
 		pumpDone: make(chan struct{}),
 		drained:  make(chan struct{}),
@@ -323,7 +333,7 @@ func (m *message) handOut() {
 	if m.r.c.closed.Load() {
 		m.mu.Lock()
 		if !m.done.Load() {
-			m.timer.Reset(m.r.c.cfg.ackWait / 3)
+			m.timer.Reset(m.r.every)
 		}
 		m.mu.Unlock()
 	}
@@ -376,7 +386,7 @@ func (m *message) end(what string, send func() error) error {
 // it after all (see handOut): nothing may ever take it, and the broker then
 // delivers it elsewhere.
 func (m *message) keepAlive() {
-	every := m.r.c.cfg.ackWait / 3
+	every := m.r.every
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.timer = time.AfterFunc(every, func() {
