@@ -66,6 +66,52 @@ func TestNamesAreSanitized(t *testing.T) {
 	}
 }
 
+// Prefixes and channel names may contain '_', which also joins them in a
+// stream name: prefix "app_x" with channel "y" and prefix "app" with
+// channel "x_y" both make the stream "app_x_y". The second one to start
+// must be refused, not take the first one's stream over (re-pointing it to
+// its own subject, so that the first one's events land nowhere and each
+// reads the other's).
+func TestStreamNameCollision(t *testing.T) {
+	ctx := testContext(t)
+	s := startServer(t)
+	_, js := s.connect(t)
+	first, err := jetstream.New(ctx, js, "x_y", jetstream.WithPrefix("app"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	r, err := first.Subscribe("x_y")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	second, err := jetstream.New(ctx, js, "y", jetstream.WithPrefix("app_x"))
+	if err == nil {
+		second.Close()
+		t.Errorf("New for stream %s, subject %s = nil error; want it refused: stream %s belongs to subject %s",
+			second.Stream(), second.Subject(), first.Stream(), first.Subject())
+	} else if !strings.Contains(err.Error(), first.Stream()) || !strings.Contains(err.Error(), first.Subject()) {
+		t.Errorf("New = %v; want an error naming the stream %s and its subject %s", err, first.Stream(), first.Subject())
+	}
+
+	// The first channel works as before.
+	e := newEvent(1)
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := first.Publish(short, &e); err != nil {
+		t.Fatalf("Publish on the first channel = %v", err)
+	}
+	m, err := r.Receive(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Event().ID() != e.ID() {
+		t.Errorf("got %s; want %s", m.Event().ID(), e.ID())
+	}
+	m.Ack()
+}
+
 // A retry's backoff is kept by the broker: it survives a restart of the
 // process, and of the server (which keeps it to the second), and the
 // attempt number carries on.
