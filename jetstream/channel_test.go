@@ -25,11 +25,17 @@ func TestNewRejectsBadInput(t *testing.T) {
 		{"prefix with a dot", "c", []jetstream.Option{jetstream.WithPrefix("a.b")}, `invalid prefix "a.b"`},
 		{"empty prefix", "c", []jetstream.Option{jetstream.WithPrefix("")}, `invalid prefix ""`},
 		{"zero ack wait", "c", []jetstream.Option{jetstream.WithAckWait(0)}, "invalid ack wait 0s"},
+		// A count without its unit: 30ns, which would report progress in
+		// a busy loop and have the broker redeliver at once.
+		{"ack wait without a unit", "c", []jetstream.Option{jetstream.WithAckWait(30)}, "invalid ack wait 30ns"},
 		{"negative capacity", "c", []jetstream.Option{jetstream.WithCapacity(-1)}, "invalid capacity -1"},
 		{"negative prefetch", "c", []jetstream.Option{jetstream.WithPrefetch(-2)}, "invalid prefetch -2"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ch, err := jetstream.New(ctx, js, tc.channel, tc.opts...)
+			if ch != nil {
+				ch.Close()
+			}
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("New = %v, %v; want an error containing %q", ch, err, tc.want)
 			}
