@@ -230,6 +230,25 @@ func TestMalformedMessage(t *testing.T) {
 	if m, err := r.Receive(short); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Receive = %v, %v; want nothing more", m, err)
 	}
+	// Terminated, not merely left pending (it would come back after the
+	// ack wait): the consumer holds nothing once the server has applied
+	// the termination and the ack, which it does asynchronously.
+	cons, err := js.Consumer(ctx, ch.Stream(), "malformed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.NumAckPending == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d messages still wait for an acknowledgement; want the malformed one terminated", info.NumAckPending)
+		}
+	}
 }
 
 // After the connection is closed for good, Receive reports it instead of
