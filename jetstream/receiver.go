@@ -382,9 +382,9 @@ func (m *message) end(what string, send func() error) error {
 // message is still being worked on, until it is acknowledged. A report that
 // fails (the connection is down) is not the end: the next one may get
 // through in time. A message read ahead that no Receive call took by the
-// time the channel is closed is left to expire, unless a Receive call takes
-// it after all (see handOut): nothing may ever take it, and the broker then
-// delivers it elsewhere.
+// time the channel is closed is left to expire, since nothing may ever take
+// it, and the broker then delivers it elsewhere; if a Receive call takes it
+// after all, handOut restarts its keep-alive.
 func (m *message) keepAlive() {
 	every := m.r.every
 	m.mu.Lock()
