@@ -24,6 +24,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -89,7 +90,9 @@ func Channels(js natsjs.JetStream, opts ...Option) func(ctx context.Context, nam
 // updates it to the options given, with interest retention: a message is
 // kept until every subscription has acknowledged it, and a message
 // published while the channel has no subscription is dropped, as a Knative
-// channel drops it.
+// channel drops it. A stream of that name that exists for another subject
+// (another prefix and channel name that make the same stream name) is
+// refused.
 func New(ctx context.Context, js natsjs.JetStream, name string, opts ...Option) (*Channel, error) {
 	if js == nil {
 		return nil, errors.New("flows/jetstream: nil JetStream")
@@ -126,6 +129,18 @@ func New(ctx context.Context, js natsjs.JetStream, name string, opts ...Option) 
 	}
 	if cfg.streamConfig != nil {
 		cfg.streamConfig(&sc)
+	}
+	// '_' joins the prefix and the name, and may be in either: prefix
+	// "a_b" with channel "c" and prefix "a" with channel "b_c" make the
+	// same stream name. Updating the other's stream would re-point it to
+	// this subject.
+	if st, err := js.Stream(ctx, c.stream); err == nil {
+		if subjects := st.CachedInfo().Config.Subjects; !slices.Contains(subjects, c.subject) {
+			return nil, fmt.Errorf("flows/jetstream: channel %q: stream %q exists for the subjects %q, not %q: another prefix and channel name make the same stream name; use another prefix",
+				name, c.stream, subjects, c.subject)
+		}
+	} else if !errors.Is(err, natsjs.ErrStreamNotFound) {
+		return nil, fmt.Errorf("flows/jetstream: channel %q: looking up stream %q: %w", name, c.stream, err)
 	}
 	if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
 		return nil, fmt.Errorf("flows/jetstream: channel %q: creating stream %q: %w", name, c.stream, err)

@@ -25,11 +25,17 @@ func TestNewRejectsBadInput(t *testing.T) {
 		{"prefix with a dot", "c", []jetstream.Option{jetstream.WithPrefix("a.b")}, `invalid prefix "a.b"`},
 		{"empty prefix", "c", []jetstream.Option{jetstream.WithPrefix("")}, `invalid prefix ""`},
 		{"zero ack wait", "c", []jetstream.Option{jetstream.WithAckWait(0)}, "invalid ack wait 0s"},
+		// A count without its unit: 30ns, which would report progress in
+		// a busy loop and have the broker redeliver at once.
+		{"ack wait without a unit", "c", []jetstream.Option{jetstream.WithAckWait(30)}, "invalid ack wait 30ns"},
 		{"negative capacity", "c", []jetstream.Option{jetstream.WithCapacity(-1)}, "invalid capacity -1"},
 		{"negative prefetch", "c", []jetstream.Option{jetstream.WithPrefetch(-2)}, "invalid prefetch -2"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ch, err := jetstream.New(ctx, js, tc.channel, tc.opts...)
+			if ch != nil {
+				ch.Close()
+			}
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("New = %v, %v; want an error containing %q", ch, err, tc.want)
 			}
@@ -64,6 +70,52 @@ func TestNamesAreSanitized(t *testing.T) {
 	if ch.Stream() != "app_plain-Name_0" || ch.Subject() != "app.plain-Name_0" {
 		t.Errorf("stream, subject = %s, %s; want app_plain-Name_0, app.plain-Name_0", ch.Stream(), ch.Subject())
 	}
+}
+
+// Prefixes and channel names may contain '_', which also joins them in a
+// stream name: prefix "app_x" with channel "y" and prefix "app" with
+// channel "x_y" both make the stream "app_x_y". The second one to start
+// must be refused, not take the first one's stream over (re-pointing it to
+// its own subject, so that the first one's events land nowhere and each
+// reads the other's).
+func TestStreamNameCollision(t *testing.T) {
+	ctx := testContext(t)
+	s := startServer(t)
+	_, js := s.connect(t)
+	first, err := jetstream.New(ctx, js, "x_y", jetstream.WithPrefix("app"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	r, err := first.Subscribe("x_y")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	second, err := jetstream.New(ctx, js, "y", jetstream.WithPrefix("app_x"))
+	if err == nil {
+		second.Close()
+		t.Errorf("New for stream %s, subject %s = nil error; want it refused: stream %s belongs to subject %s",
+			second.Stream(), second.Subject(), first.Stream(), first.Subject())
+	} else if !strings.Contains(err.Error(), first.Stream()) || !strings.Contains(err.Error(), first.Subject()) {
+		t.Errorf("New = %v; want an error naming the stream %s and its subject %s", err, first.Stream(), first.Subject())
+	}
+
+	// The first channel works as before.
+	e := newEvent(1)
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := first.Publish(short, &e); err != nil {
+		t.Fatalf("Publish on the first channel = %v", err)
+	}
+	m, err := r.Receive(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Event().ID() != e.ID() {
+		t.Errorf("got %s; want %s", m.Event().ID(), e.ID())
+	}
+	m.Ack()
 }
 
 // A retry's backoff is kept by the broker: it survives a restart of the
@@ -177,6 +229,25 @@ func TestMalformedMessage(t *testing.T) {
 	defer cancel()
 	if m, err := r.Receive(short); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Receive = %v, %v; want nothing more", m, err)
+	}
+	// Terminated, not merely left pending (it would come back after the
+	// ack wait): the consumer holds nothing once the server has applied
+	// the termination and the ack, which it does asynchronously.
+	cons, err := js.Consumer(ctx, ch.Stream(), "malformed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.NumAckPending == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d messages still wait for an acknowledgement; want the malformed one terminated", info.NumAckPending)
+		}
 	}
 }
 

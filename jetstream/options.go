@@ -35,8 +35,8 @@ func buildConfig(opts []Option) (config, error) {
 	if !validToken(c.prefix) {
 		return c, fmt.Errorf("flows/jetstream: invalid prefix %q: use letters, digits, '-' and '_'", c.prefix)
 	}
-	if c.ackWait <= 0 {
-		return c, fmt.Errorf("flows/jetstream: invalid ack wait %v: must be > 0", c.ackWait)
+	if c.ackWait < time.Millisecond {
+		return c, fmt.Errorf("flows/jetstream: invalid ack wait %v: must be at least 1ms", c.ackWait)
 	}
 	if c.prefetch < 0 {
 		return c, fmt.Errorf("flows/jetstream: invalid prefetch %d: must be >= 0", c.prefetch)
@@ -62,7 +62,8 @@ func WithPrefix(prefix string) Option {
 // one: after a crash, the messages that were being delivered are delivered
 // again once it has passed. The channel keeps the messages it is delivering
 // alive while their handlers run, however long they take, so a short wait
-// costs a little traffic, not duplicates. The default is [DefaultAckWait].
+// costs a little traffic, not duplicates. It must be at least 1ms. The
+// default is [DefaultAckWait].
 func WithAckWait(d time.Duration) Option {
 	return func(c *config) { c.ackWait = d }
 }
@@ -105,7 +106,9 @@ func WithStreamConfig(f func(*natsjs.StreamConfig)) Option {
 // WithConsumerConfig lets f adjust the configuration of each durable
 // consumer before it is created or updated, for example MaxAckPending or
 // the number of replicas. f must keep the durable name, the ack policy and
-// the deliver policy that the channel sets.
+// the deliver policy that the channel sets. An AckWait set here (or a
+// BackOff, whose first value the server makes the ack wait) replaces
+// [WithAckWait]'s, and messages are kept alive accordingly.
 func WithConsumerConfig(f func(*natsjs.ConsumerConfig)) Option {
 	return func(c *config) { c.consumerConfig = f }
 }

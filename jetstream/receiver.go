@@ -34,6 +34,9 @@ type receiver struct {
 	c    *Channel
 	name string
 	cons natsjs.Consumer
+	// every is how often a message is reported in progress: a third of the
+	// consumer's ack wait.
+	every time.Duration
 
 	wake     chan struct{} // cap 1: a Receive call is waiting
 	pumpDone chan struct{} // closed when pump has returned
@@ -55,10 +58,17 @@ type result struct {
 }
 
 func newReceiver(c *Channel, name string, cons natsjs.Consumer) *receiver {
+	// The ack wait the server applies, which WithConsumerConfig may have
+	// changed (directly, or through BackOff), not the channel's option.
+	ackWait := c.cfg.ackWait
+	if info := cons.CachedInfo(); info != nil && info.Config.AckWait > 0 {
+		ackWait = info.Config.AckWait
+	}
 	return &receiver{
 		c:        c,
 		name:     name,
 		cons:     cons,
+		every:    ackWait / 3,
 		wake:     make(chan struct{}, 1),
 		pumpDone: make(chan struct{}),
 		drained:  make(chan struct{}),
@@ -72,7 +82,7 @@ func (r *receiver) Receive(ctx context.Context) (flows.Message, error) {
 		m := r.ready[0]
 		r.ready = r.ready[1:]
 		r.handed++
-		m.handed.Store(true)
+		m.handOut()
 		r.mu.Unlock()
 		if r.c.cfg.prefetch > 0 {
 			r.wakePump()
@@ -160,7 +170,7 @@ func (r *receiver) dispatch() {
 		w := r.waiters[0]
 		r.waiters = r.waiters[1:]
 		m := r.ready[0]
-		m.handed.Store(true)
+		m.handOut()
 		w <- result{m: m}
 		r.ready = r.ready[1:]
 		r.handed++
@@ -316,6 +326,19 @@ type message struct {
 	timer  *time.Timer
 }
 
+// handOut marks m as given to a Receive call. A message read ahead whose
+// keep-alive paused at Close is kept alive again: its handler is running.
+func (m *message) handOut() {
+	m.handed.Store(true)
+	if m.r.c.closed.Load() {
+		m.mu.Lock()
+		if !m.done.Load() {
+			m.timer.Reset(m.r.every)
+		}
+		m.mu.Unlock()
+	}
+}
+
 func (m *message) Event() *event.Event { return m.e }
 func (m *message) Attempt() int        { return m.attempt }
 
@@ -356,18 +379,21 @@ func (m *message) end(what string, send func() error) error {
 }
 
 // keepAlive tells the broker, every third of the ack wait, that the
-// message is still being worked on, until it is acknowledged. A message
-// read ahead that no Receive call took by the time the channel is closed is
-// left to expire: nothing may ever take it, and the broker then delivers it
-// elsewhere.
+// message is still being worked on, until it is acknowledged. A report that
+// fails (the connection is down) is not the end: the next one may get
+// through in time. A message read ahead that no Receive call took by the
+// time the channel is closed is left to expire, since nothing may ever take
+// it, and the broker then delivers it elsewhere; if a Receive call takes it
+// after all, handOut restarts its keep-alive.
 func (m *message) keepAlive() {
-	every := m.r.c.cfg.ackWait / 3
+	every := m.r.every
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.timer = time.AfterFunc(every, func() {
-		if m.done.Load() || (!m.handed.Load() && m.r.c.closed.Load()) || m.msg.InProgress() != nil {
+		if m.done.Load() || (!m.handed.Load() && m.r.c.closed.Load()) {
 			return
 		}
+		m.msg.InProgress()
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		if !m.done.Load() {
