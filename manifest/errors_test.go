@@ -436,3 +436,24 @@ func TestYAMLSyntaxErrors(t *testing.T) {
 		t.Errorf("error:\n%v", err)
 	}
 }
+
+// The line of a YAML error is the file's line, not the document's.
+func TestYAMLSyntaxErrorsNameTheLineOfTheFile(t *testing.T) {
+	_, err := build(t, []file{{"y.yaml", `apiVersion: serving.knative.dev/v1
+kind: Service
+metadata: {name: a}
+---
+# the second document
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata:
+  name: b
+   bad: indent
+--- {a: 1, a: 2}
+`}}, bindAll("Service", "a"))
+	want := "y.yaml: document 2: yaml: line 10: mapping values are not allowed in this context\n" +
+		`y.yaml: document 3: yaml: unmarshal errors: line 11: key "a" already set in map`
+	if err == nil || err.Error() != want {
+		t.Errorf("error:\n%v\nwant:\n%s", err, want)
+	}
+}
