@@ -374,6 +374,31 @@ spec:
 			},
 		},
 		{
+			name: "two flows with the same first channel, so the same address",
+			files: []file{{"a.yaml", seqHead + stepFirst + `---
+apiVersion: messaging.knative.dev/v1
+kind: InMemoryChannel
+metadata: {name: s-kn-sequence-0}
+---
+apiVersion: messaging.knative.dev/v1
+kind: Channel
+metadata: {name: c}
+---
+apiVersion: messaging.knative.dev/v1
+kind: InMemoryChannel
+metadata: {name: c, namespace: other}
+---
+apiVersion: messaging.knative.dev/v1
+kind: InMemoryChannel
+metadata: {name: c}
+`}},
+			reg: bindAll("Service", "first"),
+			want: []string{
+				`a.yaml: InMemoryChannel "s-kn-sequence-0": metadata.name: channel "s-kn-sequence-0" is also the first channel of Sequence "s": both would be served at /default/s-kn-sequence-0`,
+				`a.yaml: InMemoryChannel "c": metadata.name: channel "c" is also the first channel of Channel "c": both would be served at /default/c`,
+			},
+		},
+		{
 			name: "a flow both declared and bound",
 			files: []file{{"d.yaml", seqHead + stepFirst + `---
 apiVersion: sources.knative.dev/v1
