@@ -257,7 +257,7 @@ func (a *App) Status() []Status {
 		out = append(out, Status{Kind: d.kind, Namespace: d.namespace, Name: d.name, URL: url, Sink: sink,
 			Ready: ready, Reason: reason, Since: a.started})
 	}
-	for _, n := range a.flows {
+	for _, n := range a.decl {
 		add(n.doc, a.address(n), "")
 	}
 	for _, s := range a.subs {

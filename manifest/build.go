@@ -53,6 +53,7 @@ func WithHTTPClient(c *http.Client) Option { return func(cfg *config) { cfg.clie
 type App struct {
 	cfg     config
 	flows   []*flowNode // in start order: every flow after the flows it sends to
+	decl    []*flowNode // in the order of the manifests
 	sources []*sourceNode
 	subs    []*subscriptionNode
 	svcs    []*serviceNode
@@ -279,6 +280,7 @@ func (r *resolver) resolve() {
 		}
 		r.app.svcs = append(r.app.svcs, &serviceNode{doc: d, t: t})
 	}
+	r.app.decl = flowsInOrder
 	r.order(flowsInOrder)
 }
 

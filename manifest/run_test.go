@@ -552,3 +552,33 @@ func TestPingSourceIsDoneOnceTheFlowAccepts(t *testing.T) {
 		}
 	})
 }
+
+// Status lists each kind's objects as the manifests declare them, not in
+// the order the flows start (each after the flows it sends to).
+func TestStatusInTheOrderOfTheManifests(t *testing.T) {
+	set := parse(t, `apiVersion: flows.knative.dev/v1
+kind: Sequence
+metadata: {name: outer}
+spec:
+  steps:
+  - ref: {apiVersion: flows.knative.dev/v1, kind: Sequence, name: inner}
+---
+apiVersion: flows.knative.dev/v1
+kind: Sequence
+metadata: {name: inner}
+spec:
+  steps:
+  - uri: http://127.0.0.1:9
+`)
+	app, err := manifest.Build(set, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range app.Status() {
+		names = append(names, s.Name)
+	}
+	if want := []string{"outer", "inner"}; !slices.Equal(names, want) {
+		t.Errorf("Status lists %q; want %q", names, want)
+	}
+}
