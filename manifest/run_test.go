@@ -582,3 +582,49 @@ spec:
 		t.Errorf("Status lists %q; want %q", names, want)
 	}
 }
+
+// A Shutdown called while another is draining returns once the app is
+// drained too, as flows.Flow.Shutdown does, not at once.
+func TestConcurrentShutdownWaitsForTheDrain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		delivered := make(chan string, 1)
+		var reg manifest.Registry
+		reg.Bind("Service", "slow", flows.HandlerFunc(func(_ context.Context, e event.Event) (*event.Event, error) {
+			<-release
+			delivered <- e.ID()
+			return nil, nil
+		}))
+		app, err := manifest.Build(parse(t, seqHead+`  - ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: slow}
+`), &reg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := app.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if err := app.Flow("Sequence", "s").Send(context.Background(), newEvent("x", time.Now(), `{}`)); err != nil {
+			t.Fatal(err)
+		}
+		first, second := make(chan error, 1), make(chan error, 1)
+		go func() { first <- app.Shutdown(context.Background()) }()
+		synctest.Wait() // the first Shutdown is draining
+		go func() { second <- app.Shutdown(context.Background()) }()
+		synctest.Wait()
+		select {
+		case err := <-second:
+			t.Fatalf("the second Shutdown returned %v before the event was delivered", err)
+		default:
+		}
+		close(release)
+		if err := <-first; err != nil {
+			t.Error(err)
+		}
+		if err := <-second; err != nil {
+			t.Error(err)
+		}
+		if id := <-delivered; id != "x" {
+			t.Errorf("delivered %q", id)
+		}
+	})
+}
