@@ -628,3 +628,59 @@ func TestConcurrentShutdownWaitsForTheDrain(t *testing.T) {
 		}
 	})
 }
+
+// A v1 PingSource's fields reach its events: namespace in the source,
+// timezone, contentType, data or dataBase64, and ceOverrides.
+func TestPingSourceV1Fields(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		set := parse(t, `apiVersion: sources.knative.dev/v1
+kind: PingSource
+metadata: {name: text, namespace: team}
+spec:
+  schedule: "0 10 * * *"
+  timezone: Asia/Tokyo
+  contentType: text/plain
+  data: hello
+  ceOverrides:
+    extensions: {owner: blue}
+  sink:
+    ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: display}
+---
+apiVersion: sources.knative.dev/v1
+kind: PingSource
+metadata: {name: bytes, namespace: team}
+spec:
+  schedule: "0 10 * * *"
+  timezone: Asia/Tokyo
+  contentType: application/octet-stream
+  dataBase64: AAEC
+  sink:
+    ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: display}
+`)
+		display := newRecorder()
+		var reg manifest.Registry
+		reg.Bind("Service", "display", display)
+		start(t, set, &reg)
+		tokyo, err := time.LoadLocation("Asia/Tokyo")
+		if err != nil {
+			t.Skip(err)
+		}
+		got := map[string]event.Event{}
+		for range 2 {
+			e := display.nextWithin(t, 48*time.Hour)
+			got[e.Source()] = e
+		}
+		text, bytes := got["/apis/v1/namespaces/team/pingsources/text"], got["/apis/v1/namespaces/team/pingsources/bytes"]
+		if text.DataContentType() != "text/plain" || string(text.Data()) != "hello" || text.Extensions()["owner"] != "blue" {
+			t.Errorf("text source sent:\n%s", text)
+		}
+		if bytes.DataContentType() != "application/octet-stream" || string(bytes.Data()) != "\x00\x01\x02" {
+			t.Errorf("bytes source sent:\n%s", bytes)
+		}
+		for _, e := range []event.Event{text, bytes} {
+			if at := e.Time().In(tokyo); at.Hour() != 10 || at.Minute() != 0 {
+				t.Errorf("%s sent at %s; want 10:00 in Tokyo", e.Source(), at)
+			}
+		}
+	})
+}
