@@ -157,10 +157,12 @@ func (a *App) Flow(kind, name string) *flows.Flow {
 // flow before the flows it sends to, so that every event already accepted
 // is delivered downstream. ctx bounds the whole drain; when it ends, the
 // flows still draining stop hard (see [flows.Flow.Shutdown]) and their
-// undelivered events are reported in the error.
+// undelivered events are reported in the error. A Shutdown called during
+// another one joins it, and returns when the drain is over or its own ctx
+// ends.
 func (a *App) Shutdown(ctx context.Context) error {
 	a.mu.Lock()
-	if a.state != stateRunning {
+	if a.state != stateRunning && a.state != stateStopping {
 		a.mu.Unlock()
 		return nil
 	}
@@ -257,7 +259,7 @@ func (a *App) Status() []Status {
 		out = append(out, Status{Kind: d.kind, Namespace: d.namespace, Name: d.name, URL: url, Sink: sink,
 			Ready: ready, Reason: reason, Since: a.started})
 	}
-	for _, n := range a.flows {
+	for _, n := range a.decl {
 		add(n.doc, a.address(n), "")
 	}
 	for _, s := range a.subs {

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"path"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,6 +53,7 @@ func WithHTTPClient(c *http.Client) Option { return func(cfg *config) { cfg.clie
 type App struct {
 	cfg     config
 	flows   []*flowNode // in start order: every flow after the flows it sends to
+	decl    []*flowNode // in the order of the manifests
 	sources []*sourceNode
 	subs    []*subscriptionNode
 	svcs    []*serviceNode
@@ -211,12 +213,22 @@ func (r *resolver) resolve() {
 	docs := r.set.Documents
 	// Index the flows first, so that references resolve whatever the order.
 	var flowsInOrder []*flowNode
+	byPath := map[string]*flowNode{}
 	for i := range docs {
 		d := &docs[i]
 		if flowKinds[d.kind] {
 			n := &flowNode{doc: d, kind: d.kind}
 			r.app.byKey[objectKey(d.kind, d.namespace, d.name)] = n
 			flowsInOrder = append(flowsInOrder, n)
+			// As in Knative, where both would own the same channel; here one
+			// would hide the other at the ingress.
+			if first := byPath[n.ingressPath()]; first != nil {
+				r.doc = d
+				r.failf("metadata.name", "channel %q is also the first channel of %s: both would be served at %s",
+					path.Base(n.ingressPath()), first.doc.object(), n.ingressPath())
+			} else {
+				byPath[n.ingressPath()] = n
+			}
 		}
 	}
 	for _, n := range flowsInOrder {
@@ -268,6 +280,7 @@ func (r *resolver) resolve() {
 		}
 		r.app.svcs = append(r.app.svcs, &serviceNode{doc: d, t: t})
 	}
+	r.app.decl = flowsInOrder
 	r.order(flowsInOrder)
 }
 

@@ -374,6 +374,31 @@ spec:
 			},
 		},
 		{
+			name: "two flows with the same first channel, so the same address",
+			files: []file{{"a.yaml", seqHead + stepFirst + `---
+apiVersion: messaging.knative.dev/v1
+kind: InMemoryChannel
+metadata: {name: s-kn-sequence-0}
+---
+apiVersion: messaging.knative.dev/v1
+kind: Channel
+metadata: {name: c}
+---
+apiVersion: messaging.knative.dev/v1
+kind: InMemoryChannel
+metadata: {name: c, namespace: other}
+---
+apiVersion: messaging.knative.dev/v1
+kind: InMemoryChannel
+metadata: {name: c}
+`}},
+			reg: bindAll("Service", "first"),
+			want: []string{
+				`a.yaml: InMemoryChannel "s-kn-sequence-0": metadata.name: channel "s-kn-sequence-0" is also the first channel of Sequence "s": both would be served at /default/s-kn-sequence-0`,
+				`a.yaml: InMemoryChannel "c": metadata.name: channel "c" is also the first channel of Channel "c": both would be served at /default/c`,
+			},
+		},
+		{
 			name: "a flow both declared and bound",
 			files: []file{{"d.yaml", seqHead + stepFirst + `---
 apiVersion: sources.knative.dev/v1
@@ -434,5 +459,26 @@ func TestYAMLSyntaxErrors(t *testing.T) {
 	if len(lines) != 2 || !strings.HasPrefix(lines[0], "y.yaml: document 1: yaml: line 2: ") ||
 		lines[1] != `z.yaml: document 1: yaml: unmarshal errors: line 2: key "a" already set in map` {
 		t.Errorf("error:\n%v", err)
+	}
+}
+
+// The line of a YAML error is the file's line, not the document's.
+func TestYAMLSyntaxErrorsNameTheLineOfTheFile(t *testing.T) {
+	_, err := build(t, []file{{"y.yaml", `apiVersion: serving.knative.dev/v1
+kind: Service
+metadata: {name: a}
+---
+# the second document
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata:
+  name: b
+   bad: indent
+--- {a: 1, a: 2}
+`}}, bindAll("Service", "a"))
+	want := "y.yaml: document 2: yaml: line 10: mapping values are not allowed in this context\n" +
+		`y.yaml: document 3: yaml: unmarshal errors: line 11: key "a" already set in map`
+	if err == nil || err.Error() != want {
+		t.Errorf("error:\n%v\nwant:\n%s", err, want)
 	}
 }

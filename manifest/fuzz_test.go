@@ -15,7 +15,7 @@ import (
 // Fuzz targets for the YAML loader and the ISO-8601 durations of delivery
 // specs. Run one for longer with, e.g.,
 //
-//	go test -run '^$' -fuzz FuzzParse -fuzztime 10m ./manifest
+//	go test -run '^$' -fuzz '^FuzzParse$' -fuzztime 10m ./manifest
 
 func FuzzParse(f *testing.F) {
 	for _, dir := range []string{"../examples/manifests/sequence", "../examples/manifests/parallel"} {

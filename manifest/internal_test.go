@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -59,27 +60,25 @@ func TestJSONDataAsKnativeConvertsIt(t *testing.T) {
 
 func TestSplitDocuments(t *testing.T) {
 	for _, tt := range []struct {
-		in   string
-		want []string
+		in    string
+		want  []string
+		lines []int // where each document starts in the file
 	}{
-		{"a: 1\n", []string{"a: 1\n"}},
-		{"---\na: 1\n---\n# only a comment\n---\nb: 2\n...\n", []string{"a: 1\n", "b: 2\n"}},
-		{"\xef\xbb\xbfa: 1\r\n--- # c\r\nb: 2", []string{"a: 1\r\n", "b: 2"}},
-		{"--- {a: 1}\n---\n\n", []string{"{a: 1}\n"}},
-		{"a: |\n  ---x\n----\n", []string{"a: |\n  ---x\n----\n"}},
+		{"a: 1\n", []string{"a: 1\n"}, []int{1}},
+		{"---\na: 1\n---\n# only a comment\n---\nb: 2\n...\n", []string{"a: 1\n", "b: 2\n"}, []int{2, 6}},
+		{"\xef\xbb\xbfa: 1\r\n--- # c\r\nb: 2", []string{"a: 1\r\n", "b: 2"}, []int{1, 3}},
+		{"--- {a: 1}\n---\n\n", []string{"{a: 1}\n"}, []int{1}},
+		{"a: |\n  ---x\n----\n", []string{"a: |\n  ---x\n----\n"}, []int{1}},
+		{"a: 1\n--- {b: 2}\n", []string{"a: 1\n", "{b: 2}\n"}, []int{1, 2}},
 	} {
 		var got []string
+		var lines []int
 		for _, d := range splitDocuments([]byte(tt.in)) {
-			got = append(got, string(d))
+			got = append(got, string(d.text))
+			lines = append(lines, d.line)
 		}
-		if len(got) != len(tt.want) {
-			t.Errorf("split %q = %q; want %q", tt.in, got, tt.want)
-			continue
-		}
-		for i := range got {
-			if got[i] != tt.want[i] {
-				t.Errorf("split %q = %q; want %q", tt.in, got, tt.want)
-			}
+		if !slices.Equal(got, tt.want) || !slices.Equal(lines, tt.lines) {
+			t.Errorf("split %q = %q at lines %v; want %q at lines %v", tt.in, got, lines, tt.want, tt.lines)
 		}
 	}
 }

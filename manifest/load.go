@@ -198,7 +198,7 @@ func (s *Set) Add(file string, data []byte) error {
 	var l errorList
 	s.noteFile(file)
 	for i, chunk := range splitDocuments(data) {
-		if d, ok := s.decode(&l, file, i+1, chunk); ok {
+		if d, ok := s.decode(&l, file, i+1, chunk.text, chunk.line); ok {
 			s.Documents = append(s.Documents, d)
 		}
 	}
@@ -206,26 +206,34 @@ func (s *Set) Add(file string, data []byte) error {
 	return l.err()
 }
 
+// A chunk is one document of a YAML stream, and the line of the file it
+// starts on, from 1.
+type chunk struct {
+	text []byte
+	line int
+}
+
 // splitDocuments cuts a YAML stream at its "---" (and "...") lines and
 // drops the documents that hold nothing but comments and blank lines.
-func splitDocuments(data []byte) [][]byte {
+func splitDocuments(data []byte) []chunk {
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
-	var docs [][]byte
+	var docs []chunk
 	var cur []byte
-	empty := true
-	flush := func() {
+	empty, start, n := true, 1, 0
+	flush := func(next int) {
 		if !empty {
-			docs = append(docs, cur)
+			docs = append(docs, chunk{cur, start})
 		}
-		cur, empty = nil, true
+		cur, empty, start = nil, true, next
 	}
 	for line := range bytes.Lines(data) {
+		n++
 		trimmed := bytes.TrimRight(line, "\r\n")
 		if isMarker(trimmed, "---") || isMarker(trimmed, "...") {
-			flush()
+			flush(n + 1)
 			if rest := bytes.TrimSpace(trimmed[3:]); len(rest) > 0 && rest[0] != '#' && trimmed[0] == '-' {
 				// "--- value": the document starts on the marker line.
-				cur, empty = append(cur, rest...), false
+				cur, empty, start = append(cur, rest...), false, n
 				cur = append(cur, '\n')
 			}
 			continue
@@ -235,7 +243,7 @@ func splitDocuments(data []byte) [][]byte {
 			empty = false
 		}
 	}
-	flush()
+	flush(0)
 	return docs
 }
 
@@ -263,12 +271,14 @@ var kindTable = []kindInfo{
 const supportedKinds = "Sequence, Parallel (" + FlowsV1 + "); PingSource (" + SourcesV1 + ", " + SourcesV1Beta +
 	"); Subscription, InMemoryChannel, Channel (" + MessagingV1 + "); Service (" + ServingV1 + ")"
 
+var yamlLine = regexp.MustCompile(`\bline [0-9]+\b`)
+
 var nameRule = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
 
 // decode reads one document: YAML to JSON (strict: duplicate keys are
 // errors), then a check of every field against the Go type with full
 // paths, then the decoding proper.
-func (s *Set) decode(l *errorList, file string, index int, chunk []byte) (Document, bool) {
+func (s *Set) decode(l *errorList, file string, index int, chunk []byte, firstLine int) (Document, bool) {
 	d := Document{File: file, Index: index}
 	fail := func(path string, format string, args ...any) {
 		l.add(&Error{File: file, Document: index, Object: d.object(), Path: path, Err: fmt.Errorf(format, args...)})
@@ -278,6 +288,11 @@ func (s *Set) decode(l *errorList, file string, index int, chunk []byte) (Docume
 		// yaml.v2 lists several problems on indented lines: keep one line.
 		msg := strings.TrimPrefix(err.Error(), "error converting YAML to JSON: ")
 		msg = strings.ReplaceAll(strings.ReplaceAll(msg, ":\n  ", ": "), "\n  ", "; ")
+		// yaml.v2 counts lines from the document's start: count them from the file's.
+		msg = yamlLine.ReplaceAllStringFunc(msg, func(m string) string {
+			n, _ := strconv.Atoi(strings.TrimPrefix(m, "line "))
+			return "line " + strconv.Itoa(n+firstLine-1)
+		})
 		fail("", "%s", msg)
 		return d, false
 	}

@@ -552,3 +552,135 @@ func TestPingSourceIsDoneOnceTheFlowAccepts(t *testing.T) {
 		}
 	})
 }
+
+// Status lists each kind's objects as the manifests declare them, not in
+// the order the flows start (each after the flows it sends to).
+func TestStatusInTheOrderOfTheManifests(t *testing.T) {
+	set := parse(t, `apiVersion: flows.knative.dev/v1
+kind: Sequence
+metadata: {name: outer}
+spec:
+  steps:
+  - ref: {apiVersion: flows.knative.dev/v1, kind: Sequence, name: inner}
+---
+apiVersion: flows.knative.dev/v1
+kind: Sequence
+metadata: {name: inner}
+spec:
+  steps:
+  - uri: http://127.0.0.1:9
+`)
+	app, err := manifest.Build(set, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range app.Status() {
+		names = append(names, s.Name)
+	}
+	if want := []string{"outer", "inner"}; !slices.Equal(names, want) {
+		t.Errorf("Status lists %q; want %q", names, want)
+	}
+}
+
+// A Shutdown called while another is draining returns once the app is
+// drained too, as flows.Flow.Shutdown does, not at once.
+func TestConcurrentShutdownWaitsForTheDrain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		delivered := make(chan string, 1)
+		var reg manifest.Registry
+		reg.Bind("Service", "slow", flows.HandlerFunc(func(_ context.Context, e event.Event) (*event.Event, error) {
+			<-release
+			delivered <- e.ID()
+			return nil, nil
+		}))
+		app, err := manifest.Build(parse(t, seqHead+`  - ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: slow}
+`), &reg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := app.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if err := app.Flow("Sequence", "s").Send(context.Background(), newEvent("x", time.Now(), `{}`)); err != nil {
+			t.Fatal(err)
+		}
+		first, second := make(chan error, 1), make(chan error, 1)
+		go func() { first <- app.Shutdown(context.Background()) }()
+		synctest.Wait() // the first Shutdown is draining
+		go func() { second <- app.Shutdown(context.Background()) }()
+		synctest.Wait()
+		select {
+		case err := <-second:
+			t.Fatalf("the second Shutdown returned %v before the event was delivered", err)
+		default:
+		}
+		close(release)
+		if err := <-first; err != nil {
+			t.Error(err)
+		}
+		if err := <-second; err != nil {
+			t.Error(err)
+		}
+		if id := <-delivered; id != "x" {
+			t.Errorf("delivered %q", id)
+		}
+	})
+}
+
+// A v1 PingSource's fields reach its events: namespace in the source,
+// timezone, contentType, data or dataBase64, and ceOverrides.
+func TestPingSourceV1Fields(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		set := parse(t, `apiVersion: sources.knative.dev/v1
+kind: PingSource
+metadata: {name: text, namespace: team}
+spec:
+  schedule: "0 10 * * *"
+  timezone: Asia/Tokyo
+  contentType: text/plain
+  data: hello
+  ceOverrides:
+    extensions: {owner: blue}
+  sink:
+    ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: display}
+---
+apiVersion: sources.knative.dev/v1
+kind: PingSource
+metadata: {name: bytes, namespace: team}
+spec:
+  schedule: "0 10 * * *"
+  timezone: Asia/Tokyo
+  contentType: application/octet-stream
+  dataBase64: AAEC
+  sink:
+    ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: display}
+`)
+		display := newRecorder()
+		var reg manifest.Registry
+		reg.Bind("Service", "display", display)
+		start(t, set, &reg)
+		tokyo, err := time.LoadLocation("Asia/Tokyo")
+		if err != nil {
+			t.Skip(err)
+		}
+		got := map[string]event.Event{}
+		for range 2 {
+			e := display.nextWithin(t, 48*time.Hour)
+			got[e.Source()] = e
+		}
+		text, bytes := got["/apis/v1/namespaces/team/pingsources/text"], got["/apis/v1/namespaces/team/pingsources/bytes"]
+		if text.DataContentType() != "text/plain" || string(text.Data()) != "hello" || text.Extensions()["owner"] != "blue" {
+			t.Errorf("text source sent:\n%s", text)
+		}
+		if bytes.DataContentType() != "application/octet-stream" || string(bytes.Data()) != "\x00\x01\x02" {
+			t.Errorf("bytes source sent:\n%s", bytes)
+		}
+		for _, e := range []event.Event{text, bytes} {
+			if at := e.Time().In(tokyo); at.Hour() != 10 || at.Minute() != 0 {
+				t.Errorf("%s sent at %s; want 10:00 in Tokyo", e.Source(), at)
+			}
+		}
+	})
+}

@@ -293,3 +293,101 @@ func TestGraph(t *testing.T) {
 		}
 	}
 }
+
+// lineWriter hands each line written to it to lines.
+type lineWriter struct {
+	mu    sync.Mutex
+	buf   []byte
+	lines chan string
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		select {
+		case w.lines <- string(w.buf[:i]):
+		default: // nobody waits for that many lines
+		}
+		w.buf = w.buf[i+1:]
+	}
+}
+
+func (w *lineWriter) waitFor(t *testing.T, substr string) {
+	t.Helper()
+	timeout := time.After(20 * time.Second)
+	for {
+		select {
+		case l := <-w.lines:
+			if strings.Contains(l, substr) {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("no line with %q within 20s", substr)
+		}
+	}
+}
+
+// Ctrl-C drains; a second Ctrl-C cuts the drain short and the command
+// exits 1, reporting the event it could not deliver.
+func TestSecondInterruptStopsAtOnce(t *testing.T) {
+	entered := make(chan struct{}, 16)
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body) // so that the server sees the client go
+		entered <- struct{}{}
+		<-r.Context().Done() // until the hard stop cancels the delivery
+	}))
+	defer func() {
+		hang.CloseClientConnections() // unblocks the handler if the test failed
+		hang.Close()
+	}()
+
+	sigs := make(chan chan<- os.Signal, 1)
+	notify := func(c chan<- os.Signal) func() { sigs <- c; return func() {} }
+	stderr := &lineWriter{lines: make(chan string, 100)}
+	code := make(chan int, 1)
+	go func() {
+		code <- run(context.Background(), []string{"run", "-f", seed + "sequence", "--schedule", "* * * * * *", "--drain", "1h",
+			"--bind", "Service/first=" + hang.URL, "--bind", "Service/second=discard", "--bind", "Service/third=discard"},
+			io.Discard, stderr, notify)
+	}()
+	c := <-sigs
+	<-entered // a ping is being delivered to the first step, which hangs
+	c <- os.Interrupt
+	stderr.waitFor(t, "flows: draining")
+	c <- os.Interrupt
+	select {
+	case got := <-code:
+		if got != 1 {
+			t.Errorf("exit code %d; want 1 (events not delivered)", got)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the second interrupt did not stop the command")
+	}
+}
+
+// With --sync the ingress answers once the flow is done with the event:
+// 500 when the delivery failed, where the default answers 202 at once.
+func TestSyncIngress(t *testing.T) {
+	refuse := serve(t, flows.HandlerFunc(func(context.Context, event.Event) (*event.Event, error) {
+		return nil, flows.Permanent(fmt.Errorf("refused"))
+	}))
+	for _, tt := range []struct {
+		flags []string
+		want  int
+	}{{nil, http.StatusAccepted}, {[]string{"--sync"}, http.StatusInternalServerError}} {
+		args := append([]string{"run", "-f", seed + "sequence/sequence.yaml", "--listen", "127.0.0.1:0",
+			"--bind", "Service/first=" + refuse, "--bind", "Service/second=discard", "--bind", "Service/third=discard"}, tt.flags...)
+		p := start(t, args...)
+		url := strings.Fields(p.line(t, "sequence "))[1]
+		if got := postEvent(t, url, "s-1", `{}`); got != tt.want {
+			t.Errorf("%v: POST = %d; want %d", tt.flags, got, tt.want)
+		}
+		p.interrupt(t)
+	}
+}
