@@ -282,7 +282,8 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 // brokers and [HTTPTarget]:
 //
 //   - only POST is accepted (405 otherwise);
-//   - a request that is not a valid CloudEvent, binary or structured, gets 400;
+//   - a request that is not a valid CloudEvent, binary or structured, gets 400
+//     (415 for an unsupported CloudEvents format), as at an [Ingress];
 //   - a reply is written in binary mode with status 200; no event gets 202
 //     with an empty body;
 //   - a failure gets 500, or 400 if it is [Permanent] (so that it is not
@@ -296,9 +297,9 @@ func NewHTTPHandler(h Handler) http.Handler {
 			http.Error(w, "only POST is allowed", http.StatusMethodNotAllowed)
 			return
 		}
-		e, err := eventFromRequest(r)
+		e, status, err := readEvent(r)
 		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
+			http.Error(w, err.Error(), status)
 			return
 		}
 		ctx := r.Context()
@@ -340,24 +341,4 @@ func NewHTTPHandler(h Handler) http.Handler {
 			http.Error(w, "encoding reply: "+err.Error(), http.StatusInternalServerError)
 		}
 	})
-}
-
-func eventFromRequest(r *http.Request) (*event.Event, error) {
-	e, err := readBinary(r.Header, r.Body)
-	if errors.Is(err, errNotBinary) {
-		msg := cehttp.NewMessageFromHttpRequest(r)
-		if msg.ReadEncoding() == binding.EncodingUnknown {
-			return nil, errors.New("not a CloudEvent: no ce-specversion header and no CloudEvents content type")
-		}
-		e, err = binding.ToEvent(r.Context(), msg)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("malformed CloudEvent: %w", err)
-	}
-	if !plainValid(*e) {
-		if err := e.Validate(); err != nil {
-			return nil, fmt.Errorf("invalid CloudEvent: %w", err)
-		}
-	}
-	return e, nil
 }

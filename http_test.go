@@ -237,6 +237,11 @@ func TestNewHTTPHandlerSpeaksTheSubscriberContract(t *testing.T) {
 	if resp.StatusCode != 400 {
 		t.Errorf("non-CloudEvent: status %d, want 400", resp.StatusCode)
 	}
+	resp, _ = http.Post(srv.URL, "application/cloudevents+xml", strings.NewReader("<event/>"))
+	resp.Body.Close()
+	if resp.StatusCode != 415 {
+		t.Errorf("unsupported CloudEvents format: status %d, want 415", resp.StatusCode)
+	}
 	resp, _ = http.Get(srv.URL)
 	resp.Body.Close()
 	if resp.StatusCode != 405 {

@@ -195,23 +195,29 @@ func (in *Ingress) refuse(w http.ResponseWriter, r *http.Request, status int, re
 	http.Error(w, reason, status)
 }
 
-// readEvent decodes the request's CloudEvent, or says which status to answer.
+// readEvent decodes the request's CloudEvent, or says which status to
+// answer: 400 for what is not a valid CloudEvent, 415 for a CloudEvents
+// format or a batch that is not supported, 413 for a body over its limit.
+// Binary mode of CloudEvents 1.0 takes the fast path; the rest the SDK's.
 func readEvent(r *http.Request) (*event.Event, int, error) {
-	msg := cehttp.NewMessageFromHttpRequest(r)
-	switch msg.ReadEncoding() {
-	case binding.EncodingBatch:
-		return nil, http.StatusUnsupportedMediaType, errors.New("batches of events are not supported")
-	case binding.EncodingUnknown:
-		ct := r.Header.Get("Content-Type")
-		switch {
-		case strings.HasPrefix(strings.ToLower(ct), "application/cloudevents"):
-			return nil, http.StatusUnsupportedMediaType, fmt.Errorf("unsupported CloudEvents format %q", ct)
-		case r.Header.Get("Ce-Specversion") != "":
-			return nil, http.StatusBadRequest, fmt.Errorf("unsupported specversion %q", r.Header.Get("Ce-Specversion"))
+	e, err := readBinary(r.Header, r.Body)
+	if errors.Is(err, errNotBinary) {
+		msg := cehttp.NewMessageFromHttpRequest(r)
+		switch msg.ReadEncoding() {
+		case binding.EncodingBatch:
+			return nil, http.StatusUnsupportedMediaType, errors.New("batches of events are not supported")
+		case binding.EncodingUnknown:
+			ct := r.Header.Get("Content-Type")
+			switch {
+			case strings.HasPrefix(strings.ToLower(ct), "application/cloudevents"):
+				return nil, http.StatusUnsupportedMediaType, fmt.Errorf("unsupported CloudEvents format %q", ct)
+			case r.Header.Get("Ce-Specversion") != "":
+				return nil, http.StatusBadRequest, fmt.Errorf("unsupported specversion %q", r.Header.Get("Ce-Specversion"))
+			}
+			return nil, http.StatusBadRequest, errors.New("not a CloudEvent: no ce-specversion header and no CloudEvents content type")
 		}
-		return nil, http.StatusBadRequest, errors.New("not a CloudEvent: no ce-specversion header and no CloudEvents content type")
+		e, err = binding.ToEvent(r.Context(), msg)
 	}
-	e, err := binding.ToEvent(r.Context(), msg)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -219,8 +225,10 @@ func readEvent(r *http.Request) (*event.Event, int, error) {
 		}
 		return nil, http.StatusBadRequest, fmt.Errorf("malformed CloudEvent: %v", err)
 	}
-	if err := e.Validate(); err != nil {
-		return nil, http.StatusBadRequest, fmt.Errorf("invalid CloudEvent: %v", err)
+	if !plainValid(*e) {
+		if err := e.Validate(); err != nil {
+			return nil, http.StatusBadRequest, fmt.Errorf("invalid CloudEvent: %v", err)
+		}
 	}
 	return e, 0, nil
 }
