@@ -173,7 +173,7 @@ func retryableStatus(code int) bool {
 // deadLetterEvent returns a copy of the original event with Knative's error
 // extensions describing why dest failed.
 func deadLetterEvent(orig *event.Event, dest string, err error) event.Event {
-	e := orig.Clone()
+	e := *copyEvent(*orig, true)
 	code := http.StatusInternalServerError
 	var data []byte
 	var he *HTTPError

@@ -143,7 +143,7 @@ func (s *subscription) deliverMessage(ctx context.Context, m Message, o *Observe
 	in := *e
 	if d.attempts() > attempt || (d != nil && d.DeadLetter != nil) {
 		// A retry or the dead-letter sink may need the event as it was.
-		in = e.Clone()
+		in = *copyEvent(*e, true)
 	}
 	hctx := ctx
 	var henv *envelope
@@ -239,7 +239,7 @@ func deliver(ctx context.Context, h Handler, e *event.Event, d *Delivery, hp *ho
 	for n := 1; ; n++ {
 		in := *e
 		if n < max {
-			in = e.Clone()
+			in = *copyEvent(*e, true)
 		}
 		if hp != nil {
 			hp.a.Attempt, hp.a.MaxAttempts = n, max
