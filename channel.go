@@ -98,7 +98,7 @@ func NewInMemoryChannel(capacity int) *InMemoryChannel {
 // drops events, as a Knative channel does.
 func (c *InMemoryChannel) Publish(ctx context.Context, e *event.Event) error {
 	if e == nil {
-		return errors.New("flows: publish: nil event")
+		return fmt.Errorf("%w: publish of a nil event", ErrInvalidEvent)
 	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()

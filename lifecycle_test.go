@@ -362,3 +362,9 @@ func TestCloseReportsAnEventHeldBackByAFullStep(t *testing.T) {
 		})
 	}
 }
+
+func TestPublishingNilIsAnInvalidEvent(t *testing.T) {
+	if err := flows.NewInMemoryChannel(1).Publish(context.Background(), nil); !errors.Is(err, flows.ErrInvalidEvent) {
+		t.Errorf("Publish(nil) = %v, want ErrInvalidEvent", err)
+	}
+}
