@@ -260,7 +260,7 @@ func BenchmarkIngressHop(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer f.Shutdown(context.Background())
-			ingress, ingressConns := appenderServer(b, flows.NewIngress(f, flows.Synchronous()))
+			ingress, ingressConns := appenderServer(b, flows.NewIngress(f, flows.IngressSynchronous()))
 			b.ResetTimer()
 			benchClients(b, clients, func() { rawPost(b, ingress.URL) })
 			report(b)

@@ -22,7 +22,7 @@ func ExampleNewIngress() {
 	defer flow.Shutdown(context.Background())
 
 	// Synchronous: the answer comes once the flow is done with the event.
-	srv, err := flows.ListenAndServe("127.0.0.1:0", flows.NewIngress(flow, flows.Synchronous()))
+	srv, err := flows.ListenAndServe("127.0.0.1:0", flows.NewIngress(flow, flows.IngressSynchronous()))
 	if err != nil {
 		panic(err)
 	}

@@ -198,7 +198,7 @@ func ExampleHTTP() {
 
 func ExampleTyped() {
 	double := flows.Typed(func(_ context.Context, n int) (int, error) { return 2 * n, nil },
-		flows.WithReplyType("number.doubled"))
+		flows.TypedReplyType("number.doubled"))
 	e := event.New()
 	e.SetID("1")
 	e.SetSource("/example")

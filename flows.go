@@ -9,6 +9,17 @@
 //
 // Events are [github.com/cloudevents/sdk-go/v2/event.Event] values. A handler
 // owns the event it is given: it may change it and return it as its reply.
+//
+// # Options
+//
+// Options are named after what they configure. The options of a running
+// flow ([Option], given to Start and Run) are With…: [WithCapacity],
+// [WithLogger]. Every other kind of option starts with the name of its
+// target: [IngressOption]s with Ingress ([IngressSynchronous],
+// [IngressMaxBodyBytes]), [ServerOption]s with Server ([ServerTLS]),
+// [TypedOption]s with Typed ([TypedReplyType]). [HTTPTarget] and the
+// definitions ([Sequence], [Parallel], [Ping], [Delivery]) are structs whose
+// fields are their settings.
 package flows
 
 import (

@@ -236,7 +236,7 @@ func TestTypedHandler(t *testing.T) {
 			return out{}, flows.ErrNoReply
 		}
 		return out{v.N * 2}, nil
-	}, flows.WithReplyType("doubled"), flows.WithReplySource("/doubler"))
+	}, flows.TypedReplyType("doubled"), flows.TypedReplySource("/doubler"))
 
 	reply, err := h.Handle(context.Background(), newEvent("1", in{N: 21}))
 	if err != nil || reply == nil {

@@ -30,7 +30,7 @@ func FuzzIngress(f *testing.F) {
 	f.Fuzz(func(t *testing.T, method, contentType, specversion, id, source, typ, hk, hv string, body []byte) {
 		ch := flows.NewInMemoryChannel(4)
 		recv, _ := ch.Subscribe("s")
-		in := flows.NewIngress(flows.ChannelSender(ch), flows.MaxBodyBytes(1024))
+		in := flows.NewIngress(flows.ChannelSender(ch), flows.IngressMaxBodyBytes(1024))
 		req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
 		req.Method = method
 		set := func(k, v string) {

@@ -57,11 +57,11 @@ type IngressOption func(*Ingress)
 // the event: 202 if every delivery succeeded or was dead-lettered, 500 if
 // one failed past its dead-letter sink. This is Knative's default since
 // v1.13; a chain of synchronous hops holds each request open until the end.
-func Synchronous() IngressOption { return func(in *Ingress) { in.sync = true } }
+func IngressSynchronous() IngressOption { return func(in *Ingress) { in.sync = true } }
 
-// MaxBodyBytes sets the largest request body accepted; larger requests get
+// IngressMaxBodyBytes sets the largest request body accepted; larger requests get
 // 413 without the body being read. n <= 0 means [DefaultMaxBodyBytes].
-func MaxBodyBytes(n int64) IngressOption {
+func IngressMaxBodyBytes(n int64) IngressOption {
 	return func(in *Ingress) {
 		if n > 0 {
 			in.maxBody = n
@@ -69,10 +69,10 @@ func MaxBodyBytes(n int64) IngressOption {
 	}
 }
 
-// WithAuthenticator makes the ingress check each request with a before
+// IngressAuthenticator makes the ingress check each request with a before
 // reading its body; a refused request gets 401 or 403 and never reaches
 // the flow.
-func WithAuthenticator(a Authenticator) IngressOption { return func(in *Ingress) { in.auth = a } }
+func IngressAuthenticator(a Authenticator) IngressOption { return func(in *Ingress) { in.auth = a } }
 
 // IngressLogger makes the ingress log refused requests through l, at Debug.
 func IngressLogger(l *slog.Logger) IngressOption { return func(in *Ingress) { in.log = l } }

@@ -96,7 +96,7 @@ func TestIngressRefusesBadRequests(t *testing.T) {
 		reached.Add(1)
 		return nil, nil
 	})}}})
-	url := serveIngress(t, f, flows.MaxBodyBytes(1024))
+	url := serveIngress(t, f, flows.IngressMaxBodyBytes(1024))
 	big := strings.Repeat("x", 2048)
 	cases := []struct {
 		name   string
@@ -135,7 +135,7 @@ func TestIngressRefusesBadRequests(t *testing.T) {
 
 func TestIngressTooLargeWithoutContentLengthAndTruncatedBodies(t *testing.T) {
 	f := start(t, &flows.Sequence{Steps: []flows.Step{{Subscriber: flows.Discard}}})
-	url := serveIngress(t, f, flows.MaxBodyBytes(1024))
+	url := serveIngress(t, f, flows.IngressMaxBodyBytes(1024))
 	// Chunked body: no Content-Length, so the limit is found while reading.
 	pr, pw := io.Pipe()
 	go func() {
@@ -192,7 +192,7 @@ func TestIngressModes(t *testing.T) {
 		return nil, nil
 	})
 	f := start(t, &flows.Sequence{Steps: []flows.Step{{Subscriber: failing}}})
-	async, sync := serveIngress(t, f), serveIngress(t, f, flows.Synchronous())
+	async, sync := serveIngress(t, f), serveIngress(t, f, flows.IngressSynchronous())
 
 	// Asynchronous: 202 while the step has not even run.
 	if status, _, _ := request(t, "POST", async, with(binaryHeaders, "Ce-Id", "a"), "{}"); status != 202 {
@@ -266,7 +266,7 @@ func TestPassThroughHeaders(t *testing.T) {
 	}))
 	defer reply.Close()
 	f := start(t, &flows.Sequence{Steps: []flows.Step{{Subscriber: appender("")}, {Subscriber: flows.HTTP(subscriber.URL)}}, Reply: flows.HTTP(reply.URL)})
-	url := serveIngress(t, f, flows.Synchronous())
+	url := serveIngress(t, f, flows.IngressSynchronous())
 	status, _, _ := request(t, "POST", url, with(binaryHeaders, "X-Request-Id", "req-1", "Traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
 		"Knative-Foo", "bar", "X-B3-Traceid", "abc", "Authorization", "secret", "Ce-Extra", "raw"), `{}`)
 	if status != 202 {

@@ -99,7 +99,7 @@ func TestInteropCurl(t *testing.T) {
 	f := start(t, &flows.Sequence{Name: "curl", Steps: []flows.Step{{Subscriber: got}}})
 	// Synchronous, so that a 202 means the event is already in the sink and
 	// the count at the end is exact.
-	url := serveIngress(t, f, flows.Synchronous(), flows.MaxBodyBytes(1024))
+	url := serveIngress(t, f, flows.IngressSynchronous(), flows.IngressMaxBodyBytes(1024))
 
 	big := filepath.Join(t.TempDir(), "big.json")
 	bigEvent := `{"specversion":"1.0","id":"big","source":"/curl","type":"greeting","data":"` + strings.Repeat("x", 2048) + `"}`

@@ -25,7 +25,7 @@ func TestIngressAuthentication(t *testing.T) {
 		}
 		return flows.BearerToken("s3cret").Authenticate(r)
 	})
-	url := serveIngress(t, f, flows.WithAuthenticator(forbidden))
+	url := serveIngress(t, f, flows.IngressAuthenticator(forbidden))
 	cases := []struct {
 		auth   string
 		status int

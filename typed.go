@@ -18,13 +18,13 @@ type typedConfig struct {
 	replySource string
 }
 
-// WithReplyType sets the type attribute of the replies, as the TYPE setting
+// TypedReplyType sets the type attribute of the replies, as the TYPE setting
 // of Knative's appender does. By default the incoming event's type is kept.
-func WithReplyType(t string) TypedOption { return func(c *typedConfig) { c.replyType = t } }
+func TypedReplyType(t string) TypedOption { return func(c *typedConfig) { c.replyType = t } }
 
-// WithReplySource sets the source attribute of the replies. By default the
+// TypedReplySource sets the source attribute of the replies. By default the
 // incoming event's source is kept.
-func WithReplySource(s string) TypedOption { return func(c *typedConfig) { c.replySource = s } }
+func TypedReplySource(s string) TypedOption { return func(c *typedConfig) { c.replySource = s } }
 
 // Typed adapts a function over Go values to a [Handler], in the manner of
 // Knative's sample services:

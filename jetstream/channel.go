@@ -203,7 +203,7 @@ func (c *Channel) Subject() string { return c.subject }
 const attemptTimeout = 5 * time.Second
 
 // Publish implements [flows.Channel]. It returns once the stream has stored
-// e. While the stream is full (see [WithCapacity]) or JetStream is not
+// e. While the stream is full (see [WithMaxMessages]) or JetStream is not
 // reachable, it tries again until ctx ends; it then returns an error that
 // wraps the cause of ctx, and [flows.ErrFull] if the stream was full, in
 // which case e was not stored.

@@ -28,7 +28,7 @@ func TestNewRejectsBadInput(t *testing.T) {
 		// A count without its unit: 30ns, which would report progress in
 		// a busy loop and have the broker redeliver at once.
 		{"ack wait without a unit", "c", []jetstream.Option{jetstream.WithAckWait(30)}, "invalid ack wait 30ns"},
-		{"negative capacity", "c", []jetstream.Option{jetstream.WithCapacity(-1)}, "invalid capacity -1"},
+		{"negative capacity", "c", []jetstream.Option{jetstream.WithMaxMessages(-1)}, "invalid capacity -1"},
 		{"negative prefetch", "c", []jetstream.Option{jetstream.WithPrefetch(-2)}, "invalid prefetch -2"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -27,7 +27,7 @@ func TestConformance(t *testing.T) {
 			_, js2 := s.connect(t)
 			var opts []jetstream.Option
 			if tc.capacity > 0 {
-				opts = append(opts, jetstream.WithCapacity(tc.capacity))
+				opts = append(opts, jetstream.WithMaxMessages(tc.capacity))
 			}
 			f := flowstest.ChannelFeatures{
 				Ordered:  true,

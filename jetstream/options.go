@@ -68,12 +68,12 @@ func WithAckWait(d time.Duration) Option {
 	return func(c *config) { c.ackWait = d }
 }
 
-// WithCapacity bounds each stream to n messages that are not yet
+// WithMaxMessages bounds each stream to n messages that are not yet
 // acknowledged by all of its subscriptions (the stream's MaxMsgs, with
 // DiscardNew); Publish waits while the stream is full, as the in-memory
 // channel does, polling the server. Zero, the default, sets no bound beyond
 // the server's own limits.
-func WithCapacity(n int) Option {
+func WithMaxMessages(n int) Option {
 	return func(c *config) { c.capacity = n }
 }
 
@@ -97,7 +97,7 @@ func WithPrefetch(n int) Option {
 // subscription has acknowledged it, however long that takes. Limits
 // retention with a MaxAge or MaxBytes is faster on a file store (the
 // server does not delete each message as it is acknowledged), but drops
-// messages past the limits whether delivered or not; [WithCapacity] needs
+// messages past the limits whether delivered or not; [WithMaxMessages] needs
 // interest retention.
 func WithStreamConfig(f func(*natsjs.StreamConfig)) Option {
 	return func(c *config) { c.streamConfig = f }

@@ -36,10 +36,11 @@ type config struct {
 // schedule shows its events within seconds.
 func WithSchedule(schedule string) Option { return func(c *config) { c.schedule = schedule } }
 
-// WithLogger makes the flows log through l (see [flows.WithLogger]) and
-// logs every delivery to a bound handler or URL at Info level: the
-// destination, the event's id and type, and the outcome.
-func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+// WithDeliveryLog logs every delivery to a bound handler or URL through l,
+// at Info level: the destination, the event's id and type, and the outcome.
+// The flows and the ingress of the [App] log through l too (see
+// [flows.WithLogger] and [flows.IngressLogger]).
+func WithDeliveryLog(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 
 // WithHTTPClient sets the client of the HTTP destinations (bound URLs and
 // uri destinations). Redirects are not followed, whatever its

@@ -73,7 +73,7 @@ spec:
 	var reg manifest.Registry
 	reg.BindURL("Service", "second", second.URL+"/base/")
 	reg.Bind("Service", "display", display)
-	app := start(t, set, &reg, manifest.WithLogger(logger))
+	app := start(t, set, &reg, manifest.WithDeliveryLog(logger))
 
 	if _, err := app.Flow("Sequence", "s").Handle(context.Background(), newEvent("h1", time.Now(), `{"message":"hi"}`)); err != nil {
 		t.Fatal(err)

@@ -77,7 +77,7 @@ func TestIngressWithOIDC(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Shutdown(context.Background())
-	srv := httptest.NewServer(flows.NewIngress(f, flows.WithAuthenticator(oidcauth.NewWithVerifier(v))))
+	srv := httptest.NewServer(flows.NewIngress(f, flows.IngressAuthenticator(oidcauth.NewWithVerifier(v))))
 	defer srv.Close()
 	post := func(token string) int {
 		req, _ := http.NewRequest("POST", srv.URL, strings.NewReader("{}"))

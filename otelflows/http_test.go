@@ -46,7 +46,7 @@ func TestTraceContinuesAcrossHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer backFlow.Close()
-	ingress := httptest.NewServer(flows.NewIngress(backFlow, flows.Synchronous()))
+	ingress := httptest.NewServer(flows.NewIngress(backFlow, flows.IngressSynchronous()))
 	defer ingress.Close()
 
 	f, err := (&flows.Sequence{Name: "front", Steps: []flows.Step{
@@ -107,7 +107,7 @@ func TestIngressReadsTheW3CHeader(t *testing.T) {
 	}
 	defer f.Close()
 	mux := http.NewServeMux()
-	mux.Handle("POST /events", flows.NewIngress(f, flows.Synchronous()))
+	mux.Handle("POST /events", flows.NewIngress(f, flows.IngressSynchronous()))
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 

@@ -146,7 +146,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, notify
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 
-	opts := []manifest.Option{manifest.WithLogger(logger)}
+	opts := []manifest.Option{manifest.WithDeliveryLog(logger)}
 	if *schedule != "" {
 		opts = append(opts, manifest.WithSchedule(*schedule))
 	}
@@ -167,7 +167,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, notify
 	if *listen != "" {
 		var iopts []flows.IngressOption
 		if *sync {
-			iopts = append(iopts, flows.Synchronous())
+			iopts = append(iopts, flows.IngressSynchronous())
 		}
 		srv, err = app.Serve(*listen, iopts...)
 		if err != nil {

@@ -32,7 +32,7 @@ type Message struct {
 func Appender(message, eventType string) flows.Handler {
 	var opts []flows.TypedOption
 	if eventType != "" {
-		opts = append(opts, flows.WithReplyType(eventType))
+		opts = append(opts, flows.TypedReplyType(eventType))
 	}
 	return flows.Typed(func(_ context.Context, in Message) (Message, error) {
 		in.Message += message
