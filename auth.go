@@ -26,8 +26,13 @@ type Authenticator interface {
 // AuthenticatorFunc adapts a function to an [Authenticator].
 type AuthenticatorFunc func(r *http.Request) error
 
-// Authenticate calls f(r).
-func (f AuthenticatorFunc) Authenticate(r *http.Request) error { return f(r) }
+// Authenticate calls f(r). A nil f lets nobody in.
+func (f AuthenticatorFunc) Authenticate(r *http.Request) error {
+	if f == nil {
+		return fmt.Errorf("%w: nil AuthenticatorFunc", ErrUnauthenticated)
+	}
+	return f(r)
+}
 
 var (
 	// ErrUnauthenticated is returned by authenticators for a request

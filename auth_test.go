@@ -1,13 +1,16 @@
 package flows_test
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 
+	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventflows/flows"
 )
 
@@ -131,4 +134,35 @@ func httptestRequest(authorization string) *http.Request {
 	r := httptest.NewRequest("POST", "/", nil)
 	r.Header.Set("Authorization", authorization)
 	return r
+}
+
+func TestNilAuthenticatorFuncLetsNobodyIn(t *testing.T) {
+	var f flows.AuthenticatorFunc
+	if err := authorize(f, "Bearer s3cret"); !errors.Is(err, flows.ErrUnauthenticated) {
+		t.Errorf("nil AuthenticatorFunc = %v, want ErrUnauthenticated", err)
+	}
+}
+
+// What issue 12 found: BearerToken(os.Getenv(unset)) at an ingress let in
+// "Bearer " followed by a Unicode space. Even with the error ignored, the
+// ingress now answers 401 to every request.
+func TestIngressWithUnsetTokenVariableLetsNobodyIn(t *testing.T) {
+	var reached atomic.Int32
+	f := start(t, &flows.Sequence{Steps: []flows.Step{{Subscriber: flows.HandlerFunc(func(context.Context, event.Event) (*event.Event, error) {
+		reached.Add(1)
+		return nil, nil
+	})}}})
+	a, err := flows.BearerToken(unsetEnv(t, "FLOWS_TEST_INGRESS_TOKEN"))
+	if err == nil {
+		t.Error("BearerToken of an unset variable gave no error")
+	}
+	url := serveIngress(t, f, flows.IngressAuthenticator(a))
+	for name, sp := range unicodeBlanks {
+		if status, _, _ := request(t, "POST", url, with(binaryHeaders, "Authorization", "Bearer "+sp), "{}"); status != 401 {
+			t.Errorf("Bearer %s: %d, want 401", name, status)
+		}
+	}
+	if n := reached.Load(); n != 0 {
+		t.Errorf("%d events reached the flow", n)
+	}
 }
