@@ -1,10 +1,13 @@
 package oidcauth_test
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -79,5 +82,29 @@ func TestAllowedSubjectsRefuseTokensWithoutSubject(t *testing.T) {
 	}
 	if err := authenticate(a, sign(k, "k1", claims(is.URL, "aud", "ping", time.Unix(exp, 0)))); err != nil {
 		t.Errorf("allowed subject: %v", err)
+	}
+}
+
+func TestNewNeedsTheKeySet(t *testing.T) {
+	is := newTestIssuer(t)
+	is.fail.Store(true)
+	if _, err := oidcauth.New(context.Background(), is.URL, "aud"); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Errorf("New with the key set answering 503 = %v", err)
+	}
+
+	mux := http.NewServeMux()
+	var url string
+	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `{"issuer":%q,"jwks_uri":%q}`, url, url+"/keys")
+	})
+	mux.HandleFunc("GET /keys", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(`{"keys":[`))
+		w.Write(bytes.Repeat([]byte(" "), 2<<20))
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	url = srv.URL
+	if _, err := oidcauth.New(context.Background(), srv.URL, "aud"); err == nil || !strings.Contains(err.Error(), "larger than 1048576 bytes") {
+		t.Errorf("New with a 2 MiB key set = %v", err)
 	}
 }
