@@ -26,8 +26,13 @@ type Authenticator interface {
 // AuthenticatorFunc adapts a function to an [Authenticator].
 type AuthenticatorFunc func(r *http.Request) error
 
-// Authenticate calls f(r).
-func (f AuthenticatorFunc) Authenticate(r *http.Request) error { return f(r) }
+// Authenticate calls f(r). A nil f lets nobody in.
+func (f AuthenticatorFunc) Authenticate(r *http.Request) error {
+	if f == nil {
+		return fmt.Errorf("%w: nil AuthenticatorFunc", ErrUnauthenticated)
+	}
+	return f(r)
+}
 
 var (
 	// ErrUnauthenticated is returned by authenticators for a request
@@ -38,13 +43,36 @@ var (
 	ErrForbidden = errors.New("flows: forbidden")
 )
 
+// ErrInvalidToken is wrapped by the error of [BearerToken] for a token that
+// cannot be used: empty, blank, or not an RFC 6750 b64token.
+var ErrInvalidToken = errors.New("flows: invalid bearer token")
+
 // BearerToken returns an [Authenticator] that lets in requests with the
 // header "Authorization: Bearer <token>" for one of tokens. Tokens are
 // compared in constant time.
-func BearerToken(tokens ...string) Authenticator {
+//
+// Each token must be a non-empty RFC 6750 b64token (letters, digits and
+// "-._~+/", optionally followed by "="). An empty token list or a token that
+// is empty, blank (for example an unset environment variable) or holds other
+// characters gives an error wrapping [ErrInvalidToken], which names the
+// token by its position, never by its value. The Authenticator returned with
+// such an error refuses every request, so that an ignored error still keeps
+// callers out.
+func BearerToken(tokens ...string) (Authenticator, error) {
+	if len(tokens) == 0 {
+		err := fmt.Errorf("%w: no tokens given", ErrInvalidToken)
+		return refuseAll(err), err
+	}
+	var errs []error
 	sums := make([][32]byte, len(tokens))
 	for i, t := range tokens {
+		if err := checkToken(t); err != nil {
+			errs = append(errs, fmt.Errorf("%w: token %d of %d %w", ErrInvalidToken, i+1, len(tokens), err))
+		}
 		sums[i] = sha256.Sum256([]byte(t))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return refuseAll(err), err
 	}
 	return AuthenticatorFunc(func(r *http.Request) error {
 		token, ok := BearerTokenOf(r)
@@ -61,16 +89,58 @@ func BearerToken(tokens ...string) Authenticator {
 			return fmt.Errorf("%w: unknown bearer token", ErrUnauthenticated)
 		}
 		return nil
+	}), nil
+}
+
+// refuseAll is the authenticator of a configuration that failed: it lets
+// no request in and gives the configuration error as the reason.
+func refuseAll(err error) Authenticator {
+	return AuthenticatorFunc(func(*http.Request) error {
+		return fmt.Errorf("%w: authenticator not configured: %w", ErrUnauthenticated, err)
 	})
 }
 
-// BearerTokenOf returns the token of an "Authorization: Bearer" header.
+// trimBlank removes what checkToken calls blank, and what BearerTokenOf
+// removes around the token of a header: Unicode white space.
+func trimBlank(s string) string { return strings.TrimSpace(s) }
+
+// checkToken reports why t is not an RFC 6750 b64token:
+// 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
+// The message names a byte offset, never the token's characters.
+func checkToken(t string) error {
+	if trimBlank(t) == "" {
+		return errors.New("is empty or blank (an unset environment variable?)")
+	}
+	end := len(strings.TrimRight(t, "="))
+	if end == 0 {
+		return errors.New(`is only "=" characters`)
+	}
+	for i := 0; i < end; i++ {
+		c := t[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case c == '-', c == '.', c == '_', c == '~', c == '+', c == '/':
+		case c == ' ', c == '\t', c == '\r', c == '\n':
+			return fmt.Errorf("has white space at byte %d", i)
+		case c == '=':
+			return fmt.Errorf(`has "=" at byte %d, before the end`, i)
+		default:
+			return fmt.Errorf("has a character at byte %d that is not allowed (RFC 6750 allows letters, digits, \"-._~+/\" and a trailing \"=\")", i)
+		}
+	}
+	return nil
+}
+
+// BearerTokenOf returns the token of an "Authorization: Bearer" header,
+// without the white space around it, and false if there is none or it is
+// blank.
 func BearerTokenOf(r *http.Request) (string, bool) {
 	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	token = trimBlank(token)
 	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
 		return "", false
 	}
-	return strings.TrimSpace(token), true
+	return token, true
 }
 
 // WithDestinationPolicy makes Start check the URL of every [HTTPTarget] of

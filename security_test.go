@@ -19,11 +19,15 @@ func TestIngressAuthentication(t *testing.T) {
 		reached.Add(1)
 		return nil, nil
 	})}}})
+	secret, err := flows.BearerToken("s3cret")
+	if err != nil {
+		t.Fatal(err)
+	}
 	forbidden := flows.AuthenticatorFunc(func(r *http.Request) error {
 		if tok, _ := flows.BearerTokenOf(r); tok == "reader" {
 			return flows.ErrForbidden
 		}
-		return flows.BearerToken("s3cret").Authenticate(r)
+		return secret.Authenticate(r)
 	})
 	url := serveIngress(t, f, flows.IngressAuthenticator(forbidden))
 	cases := []struct {

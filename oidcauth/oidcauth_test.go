@@ -36,7 +36,7 @@ func TestAuthenticatorChecksIssuerAudienceExpiryAndSignature(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	auth, err := oidcauth.New(ctx, srv.URL, "flows-ingress", oidcauth.AllowSubjects("system:serviceaccount:default:ping"))
+	auth, err := oidcauth.New(ctx, srv.URL, "flows-ingress", oidcauth.WithAllowedSubjects("system:serviceaccount:default:ping"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,11 @@ func TestIngressWithOIDC(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Shutdown(context.Background())
-	srv := httptest.NewServer(flows.NewIngress(f, flows.IngressAuthenticator(oidcauth.NewWithVerifier(v))))
+	auth, err := oidcauth.NewWithVerifier(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(flows.NewIngress(f, flows.IngressAuthenticator(auth)))
 	defer srv.Close()
 	post := func(token string) int {
 		req, _ := http.NewRequest("POST", srv.URL, strings.NewReader("{}"))
