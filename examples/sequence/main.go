@@ -4,7 +4,9 @@
 // "hello, world! - Handled by 0 - Handled by 1 - Handled by 2".
 //
 // With -http the four services run as real HTTP servers on 127.0.0.1 and
-// the steps call them over HTTP, with the same output.
+// the steps call them over HTTP, with the same output. With -listen the
+// sequence's ingress also takes CloudEvents POSTed to it, as a Knative
+// channel does.
 package main
 
 import (
