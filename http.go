@@ -238,8 +238,8 @@ func hasPrefixFold(s, prefix string) bool {
 
 // HTTPError is the failure of an HTTP delivery that got a non-2xx answer.
 type HTTPError struct {
-	URL        string
-	StatusCode int
+	URL        string        // the target's URL
+	StatusCode int           // the status of the answer
 	Body       []byte        // the start of the response body, at most MaxErrorBody bytes
 	RetryAfter time.Duration // from the Retry-After header; 0 if absent or invalid
 }

@@ -95,8 +95,8 @@ func IngressObserver(o *Observer) IngressOption { return func(in *Ingress) { in.
 
 // AcceptInfo describes an event entering a flow.
 type AcceptInfo struct {
-	Flow  string
-	Event *event.Event
+	Flow  string       // the flow's name
+	Event *event.Event // the event as the flow accepted it
 	// Header holds the pass-through headers (see [PassThroughHeaders]) of
 	// the HTTP request that brought the event, if any: an ingress or a
 	// [NewHTTPHandler].
@@ -128,7 +128,7 @@ const (
 
 // DeliveryInfo describes one attempt of a subscription's message.
 type DeliveryInfo struct {
-	Flow string
+	Flow string // the flow's name
 	// Step is the subscription's place in the flow's definition, such as
 	// "steps[1]", "branches[0].filter" or "branches[0]".
 	Step string
@@ -139,7 +139,7 @@ type DeliveryInfo struct {
 	Destination string
 	// Attempt is the number of this attempt, from 1, of MaxAttempts.
 	Attempt, MaxAttempts int
-	Event                *event.Event
+	Event                *event.Event // the message's event
 
 	// Set before done is called.
 	Outcome Outcome
@@ -157,10 +157,10 @@ type DeliveryInfo struct {
 type Role string
 
 const (
-	RoleSubscriber Role = "subscriber" // a step's or a branch's subscriber, or a filter
-	RoleReply      Role = "reply"      // a reply destination
-	RoleDeadLetter Role = "dead-letter"
-	RoleSink       Role = "sink" // a Ping's sink
+	RoleSubscriber Role = "subscriber"  // a step's or a branch's subscriber, or a filter
+	RoleReply      Role = "reply"       // a reply destination
+	RoleDeadLetter Role = "dead-letter" // a dead-letter sink, given an event whose delivery failed for good
+	RoleSink       Role = "sink"        // a Ping's sink
 )
 
 // AttemptInfo describes one call of a handler.
@@ -168,8 +168,11 @@ type AttemptInfo struct {
 	// Flow is the name of the flow, or of the Ping source.
 	Flow string
 	// Step is as in [DeliveryInfo]; "sink" for a Ping.
-	Step        string
-	Role        Role
+	Step string
+	// Role is what the handler is to the event.
+	Role Role
+	// Destination names the handler, as knativeerrordest does: its URL,
+	// or its path in the flow.
 	Destination string
 	// Attempt is the number of this attempt, from 1, of MaxAttempts.
 	Attempt, MaxAttempts int
@@ -178,25 +181,25 @@ type AttemptInfo struct {
 	Event *event.Event
 
 	// Set before done is called.
-	Reply *event.Event
-	Err   error
+	Reply *event.Event // the handler's answer; nil for none
+	Err   error        // the attempt's failure, if it failed
 }
 
 // TickInfo describes the event of a [Ping] tick.
 type TickInfo struct {
-	Source string // the Ping's name
-	Event  *event.Event
+	Source string       // the Ping's name
+	Event  *event.Event // the tick's event, as sent to the sink
 
 	// Set before done is called.
 	Outcome  Outcome // delivered, dead-lettered, failed or stopped
-	Err      error
-	Attempts int
+	Err      error   // why the sink did not take the event; nil when delivered
+	Attempts int     // the attempts made on the sink
 }
 
 // Queue is a subscription's share of its channel; see [Flow.Queues].
 type Queue struct {
-	Subscription string
-	Step         string
+	Subscription string // the channel-level name, as in [DeliveryInfo]
+	Step         string // the subscription's place in the flow, as in [DeliveryInfo]
 	// Len is the number of events the channel holds for the subscription,
 	// accepted and not yet acknowledged: queued, being delivered, or
 	// waiting for a retry.

@@ -1,5 +1,3 @@
-// Package flowstest helps test code built on flows: it holds the conformance
-// suite that every [flows.Channel] implementation should pass.
 package flowstest
 
 import (

@@ -69,6 +69,13 @@
 // reaches it. Use it to test a flow whose steps are HTTP services, or a
 // flow's HTTP ingress.
 //
+// # Channel conformance
+//
+// [TestChannel] is the conformance suite that every [flows.Channel]
+// implementation should pass, as the in-memory channel and the JetStream
+// channel do; [ChannelFeatures] says what a channel promises beyond the
+// contract (order, a bound, durability). Run it from a test of your own.
+//
 // # Time
 //
 // Schedules, backoff delays, attempt timeouts and shutdown deadlines all use

@@ -282,7 +282,9 @@ func mermaidNode(n *graphNode) string {
 	return n.id + "[" + t + "]"
 }
 
-// DOT returns the graph in Graphviz's DOT language, for `dot -Tsvg`.
+// DOT returns the graph in Graphviz's DOT language. Rendering it needs
+// Graphviz's dot command, which is installed apart from Go: for example
+// `dot -Tsvg graph.dot > graph.svg`.
 func (g *Graph) DOT() string {
 	var b strings.Builder
 	b.WriteString("digraph flows {\n  rankdir=LR;\n  node [fontname=\"Helvetica\", fontsize=11];\n  edge [fontname=\"Helvetica\", fontsize=9];\n")

@@ -4,7 +4,7 @@
 //
 //	flows run -f sequence.yaml -f pingsource.yaml \
 //	    --bind Service/first=http://127.0.0.1:8081 ... --listen 127.0.0.1:8080
-//	flows graph -f parallel.yaml [--format mermaid|dot]
+//	flows graph -f parallel.yaml [--format mermaid|dot]  # dot needs Graphviz to render
 //	flows validate -f sequence.yaml --bind Service/first=http://127.0.0.1:8081
 //
 // The Knative Services the manifests refer to are bound with --bind to
@@ -47,6 +47,7 @@ Run Knative Eventing manifests in one process, draw them, check them.
 Commands:
   run        run the manifests: serve their flows over HTTP, start their sources
   graph      print the flows as a Mermaid flowchart or a Graphviz DOT graph
+             (rendering DOT needs Graphviz's dot command, installed separately)
   validate   check the manifests and bindings; exit 1 with every problem
 
 Run "flows <command> -h" for the flags of a command.
@@ -216,7 +217,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, notify
 func cmdGraph(args []string, stdout, stderr io.Writer) int {
 	c := newCommon("graph", "Print the flows as Knative wires them (sources, channels, subscriptions, subscribers,\n"+
 		"replies, dead-letter sinks). Services need no binding to be drawn.", stdout, stderr)
-	format := c.fs.String("format", "mermaid", "output `format`: mermaid or dot")
+	format := c.fs.String("format", "mermaid", "output `format`: mermaid, or dot, which needs Graphviz to render")
 	if code := c.parse(args); code >= 0 {
 		return code
 	}

@@ -46,34 +46,76 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, out io.Writer, natsURL, schedule string, events int) (err error) {
-	if natsURL == "" {
-		srv, err := startServer()
-		if err != nil {
-			return err
-		}
-		defer srv.stop()
-		natsURL = srv.ClientURL()
-	}
-	nc, err := nats.Connect(natsURL, nats.Name("flows jetstream example"), nats.MaxReconnects(-1))
+func run(ctx context.Context, out io.Writer, natsURL, schedule string, events int) error {
+	js, disconnect, err := connect(natsURL)
 	if err != nil {
-		return fmt.Errorf("connecting to %s: %w", natsURL, err)
+		return err
 	}
-	defer nc.Close()
-	js, err := natsjs.New(nc)
+	defer disconnect()
+
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	// The demo's services: three appenders, and an event-display that
+	// prints each event it gets (and stops the demo after the last one).
+	display := demo.EventDisplay(out, demo.StopAfter(events, stop))
+	seq, err := (&flows.Sequence{
+		Name: "sequence",
+		Steps: []flows.Step{
+			{Subscriber: demo.Appender(" - Handled by 0", "")},
+			{Subscriber: demo.Appender(" - Handled by 1", "")},
+			{Subscriber: demo.Appender(" - Handled by 2", "")},
+		},
+		Reply: display,
+	}).Start(ctx, flows.WithChannels(jetstream.Channels(js))) // as in examples/sequence, on JetStream channels
 	if err != nil {
 		return err
 	}
 
-	display, ctx, cancel := demo.DisplayUntil(ctx, out, events)
+	// The ping source feeds the sequence until ctx ends (Ctrl-C, or the
+	// last event displayed); then the sequence finishes the deliveries it
+	// has started. Events still in the streams stay there for the next run
+	// against the same server.
+	err = (&flows.Ping{
+		Name:        "ping-source",
+		Schedule:    schedule,
+		ContentType: "application/json",
+		Data:        `{"message": "hello, world!"}`,
+		Sink:        seq,
+	}).Run(ctx)
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	seq, err := demo.SeedSequence(demo.SequenceServices(display)).Start(ctx, flows.WithChannels(jetstream.Channels(js)))
-	if err != nil {
-		return err
+	return errors.Join(err, seq.Shutdown(sctx))
+}
+
+// connect connects to the NATS server at natsURL, or to one it starts in
+// process if natsURL is empty, and returns its JetStream context and a
+// function that disconnects (and stops the server it started).
+func connect(natsURL string) (natsjs.JetStream, func(), error) {
+	var srv *embedded
+	if natsURL == "" {
+		var err error
+		if srv, err = startServer(); err != nil {
+			return nil, nil, err
+		}
+		natsURL = srv.ClientURL()
 	}
-	// Events still in the streams when the Sequence stops stay there for
-	// the next run against the same server.
-	return demo.PingUntilDone(ctx, seq, schedule, `{"message": "hello, world!"}`)
+	stop := func() {
+		if srv != nil {
+			srv.stop()
+		}
+	}
+	nc, err := nats.Connect(natsURL, nats.Name("flows jetstream example"), nats.MaxReconnects(-1))
+	if err != nil {
+		stop()
+		return nil, nil, fmt.Errorf("connecting to %s: %w", natsURL, err)
+	}
+	js, err := natsjs.New(nc)
+	if err != nil {
+		nc.Close()
+		stop()
+		return nil, nil, err
+	}
+	return js, func() { nc.Close(); stop() }, nil
 }
 
 // embedded is a NATS server with JetStream running in this process.

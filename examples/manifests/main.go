@@ -47,7 +47,7 @@ func main() {
 	flag.StringVar(&c.schedule, "schedule", "* * * * * *", `replace the PingSources' schedule ("" keeps the manifests' "* * * * *")`)
 	flag.DurationVar(&c.period, "period", time.Second, "length of the even and odd periods the Parallel's filters test")
 	flag.IntVar(&c.events, "events", 0, "exit after this many events per demo (default 3 for the sequence, 4 for the parallel)")
-	flag.StringVar(&c.graph, "graph", "", "print the demos' graphs as mermaid or dot instead of running them")
+	flag.StringVar(&c.graph, "graph", "", "print the demos' graphs as mermaid or dot (render dot with Graphviz, installed separately) instead of running them")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -72,37 +72,29 @@ func run(ctx context.Context, out io.Writer, c config) error {
 }
 
 func runDemo(ctx context.Context, out io.Writer, name string, c config) error {
+	// The flows are defined by the seed's YAML, embedded from name/.
 	set, err := manifest.ReadFS(manifests, name)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
 	events := c.events
 	if events <= 0 {
 		events = map[string]int{"sequence": 3, "parallel": 4}[name]
 	}
-	shown := 0
-	display := demo.EventDisplay(out, func(event.Event) {
-		// EventDisplay serializes its calls, so the count needs no lock.
-		if shown++; shown == events {
-			cancel()
-		}
-	})
+	// event-display prints each event it gets (and stops the demo after
+	// the last one).
+	display := demo.EventDisplay(out, demo.StopAfter(events, stop))
 
+	// The Knative Services the YAML refers to, bound to Go handlers by
+	// kind and name.
 	var reg manifest.Registry
 	switch name {
-	case "sequence":
-		// The appenders' suffixes come from the Services' MESSAGE setting.
-		for _, d := range set.Documents {
-			if svc, ok := d.Object.(*manifest.Service); ok {
-				h := demo.Appender(env(svc, "MESSAGE"), "")
-				if d.Name() == "third" {
-					h = logReply(h, display)
-				}
-				reg.Bind("Service", d.Name(), h)
-			}
-		}
+	case "sequence": // the appenders' suffixes are the Services' MESSAGE settings
+		reg.Bind("Service", "first", demo.Appender(" - Handled by 0", ""))
+		reg.Bind("Service", "second", demo.Appender(" - Handled by 1", ""))
+		reg.Bind("Service", "third", logReply(demo.Appender(" - Handled by 2", ""), display))
 	case "parallel":
 		reg.Bind("Service", "even-filter", demo.Filter(0, c.period))
 		reg.Bind("Service", "odd-filter", demo.Filter(1, c.period))
@@ -119,23 +111,19 @@ func runDemo(ctx context.Context, out io.Writer, name string, c config) error {
 	if err != nil {
 		return err
 	}
-	switch c.graph {
-	case "":
-	case "mermaid":
-		fmt.Fprint(out, app.Graph().Mermaid())
-		return nil
-	case "dot":
-		fmt.Fprint(out, app.Graph().DOT())
-		return nil
-	default:
-		return fmt.Errorf("-graph %q: want mermaid or dot", c.graph)
+	if c.graph != "" {
+		return printGraph(out, app, c.graph)
 	}
+
+	// Start runs the flows, then the PingSources that feed them, until ctx
+	// ends (Ctrl-C, or the last event displayed); then the sources stop
+	// and the flows drain.
 	if err := app.Start(ctx); err != nil {
 		return err
 	}
 	<-ctx.Done()
-	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer scancel()
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	return app.Shutdown(sctx)
 }
 
@@ -151,22 +139,15 @@ func logReply(h, display flows.Handler) flows.Handler {
 	})
 }
 
-// env returns the value of an environment variable of a Knative Service's
-// first container: spec.template.spec.containers[0].env.
-func env(svc *manifest.Service, name string) string {
-	template, _ := svc.Spec["template"].(map[string]any)
-	spec, _ := template["spec"].(map[string]any)
-	containers, _ := spec["containers"].([]any)
-	if len(containers) == 0 {
-		return ""
+// printGraph prints the app's graph in format, "mermaid" or "dot".
+func printGraph(out io.Writer, app *manifest.App, format string) error {
+	switch format {
+	case "mermaid":
+		fmt.Fprint(out, app.Graph().Mermaid())
+	case "dot":
+		fmt.Fprint(out, app.Graph().DOT())
+	default:
+		return fmt.Errorf("-graph %q: want mermaid or dot", format)
 	}
-	c, _ := containers[0].(map[string]any)
-	vars, _ := c["env"].([]any)
-	for _, v := range vars {
-		if kv, _ := v.(map[string]any); kv["name"] == name {
-			s, _ := kv["value"].(string)
-			return s
-		}
-	}
-	return ""
+	return nil
 }

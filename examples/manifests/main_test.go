@@ -3,10 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/eventflows/flows/manifest"
 )
 
 func TestSequenceFromTheSeedYAML(t *testing.T) {
@@ -66,4 +72,73 @@ func TestGraphFlag(t *testing.T) {
 	if strings.Count(out.String(), "flowchart LR") != 2 || !strings.Contains(out.String(), "Service third<br/>Go handler") {
 		t.Errorf("graph:\n%s", out.String())
 	}
+}
+
+// The example is documentation: main.go binds each Knative Service of the
+// YAML by its name, as a reader would in their own program.
+func TestMainBindsEveryServiceByName(t *testing.T) {
+	f, err := parser.ParseFile(token.NewFileSet(), "main.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bound := map[string]bool{}
+	ast.Inspect(f, func(n ast.Node) bool {
+		call, ok := n.(*ast.CallExpr)
+		if !ok || len(call.Args) < 2 {
+			return true
+		}
+		if sel, ok := call.Fun.(*ast.SelectorExpr); !ok || sel.Sel.Name != "Bind" {
+			return true
+		}
+		if kind, name := stringLit(call.Args[0]), stringLit(call.Args[1]); kind != "" && name != "" {
+			bound[kind+"/"+name] = true
+		}
+		return true
+	})
+	for _, dir := range []string{"sequence", "parallel"} {
+		set, err := manifest.ReadFS(manifests, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range set.Documents {
+			for _, ref := range serviceRefs(d.Object) {
+				if !bound["Service/"+ref] {
+					t.Errorf("main.go has no reg.Bind(\"Service\", %q, ...), which %s/ refers to", ref, dir)
+				}
+			}
+		}
+	}
+}
+
+func stringLit(e ast.Expr) string {
+	if lit, ok := e.(*ast.BasicLit); ok && lit.Kind == token.STRING {
+		s, _ := strconv.Unquote(lit.Value)
+		return s
+	}
+	return ""
+}
+
+// serviceRefs returns the names of the Services a Sequence or a Parallel
+// sends to.
+func serviceRefs(obj any) []string {
+	var dests []*manifest.Destination
+	switch o := obj.(type) {
+	case *manifest.Sequence:
+		for i := range o.Spec.Steps {
+			dests = append(dests, &o.Spec.Steps[i].Destination)
+		}
+		dests = append(dests, o.Spec.Reply)
+	case *manifest.Parallel:
+		for i, b := range o.Spec.Branches {
+			dests = append(dests, b.Filter, &o.Spec.Branches[i].Subscriber, b.Reply)
+		}
+		dests = append(dests, o.Spec.Reply)
+	}
+	var names []string
+	for _, d := range dests {
+		if d != nil && d.Ref != nil && d.Ref.Kind == "Service" {
+			names = append(names, d.Ref.Name)
+		}
+	}
+	return names
 }

@@ -11,6 +11,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -38,30 +39,45 @@ func main() {
 }
 
 func run(ctx context.Context, out io.Writer, schedule string, period time.Duration, events int, useHTTP bool) error {
-	display, ctx, cancel := demo.DisplayUntil(ctx, out, events)
-	defer cancel()
-	services := []flows.Handler{
-		demo.Filter(0, period),
-		demo.Transformer("this is even!"),
-		demo.Filter(1, period),
-		demo.Transformer("this is odd!"),
-		display,
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+
+	// The demo's services: a filter and a transformer per branch, and an
+	// event-display that prints each event it gets (and stops the demo
+	// after the last one).
+	evenFilter, evenTransformer := demo.Filter(0, period), demo.Transformer("this is even!")
+	oddFilter, oddTransformer := demo.Filter(1, period), demo.Transformer("this is odd!")
+	display := demo.EventDisplay(out, demo.StopAfter(events, stop))
+	if useHTTP { // each becomes an HTTP server on 127.0.0.1, called over HTTP
+		var servers demo.Servers
+		defer servers.Shutdown(context.Background())
+		if err := servers.ServeAll(&evenFilter, &evenTransformer, &oddFilter, &oddTransformer, &display); err != nil {
+			return err
+		}
 	}
-	var servers demo.Servers
-	defer servers.Shutdown(context.Background())
-	if err := servers.ServeAll(useHTTP, services); err != nil {
-		return err
-	}
+
 	par, err := (&flows.Parallel{
 		Name: "odd-even-parallel",
 		Branches: []flows.Branch{
-			{Filter: services[0], Subscriber: services[1]},
-			{Filter: services[2], Subscriber: services[3]},
+			{Filter: evenFilter, Subscriber: evenTransformer},
+			{Filter: oddFilter, Subscriber: oddTransformer},
 		},
-		Reply: services[4],
+		Reply: display,
 	}).Start(ctx)
 	if err != nil {
 		return err
 	}
-	return demo.PingUntilDone(ctx, par, schedule, `{"message": "Even or odd?"}`)
+
+	// The ping source feeds the parallel until ctx ends (Ctrl-C, or the
+	// last event displayed); then the parallel drains.
+	err = (&flows.Ping{
+		Name:        "ping-source",
+		Schedule:    schedule,
+		ContentType: "application/json",
+		Data:        `{"message": "Even or odd?"}`,
+		Sink:        par,
+	}).Run(ctx)
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return errors.Join(err, par.Shutdown(sctx))
 }

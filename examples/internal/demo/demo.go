@@ -1,12 +1,12 @@
 // Package demo holds the services of the Knative demos that the examples
 // reproduce: the appender, event-display, and the filter and transformer of
 // the Parallel demo, written as flows handlers, and a helper that serves
-// them over HTTP on 127.0.0.1.
+// them over HTTP on 127.0.0.1. The flows themselves are defined in each
+// example's main.go.
 package demo
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -113,74 +113,28 @@ func (s *Servers) Shutdown(ctx context.Context) error {
 	return first
 }
 
-// DisplayUntil returns an EventDisplay writing to out and a context that
-// ends when ctx does or once n events were displayed (n <= 0: never), so
-// that a demo stops by itself.
-func DisplayUntil(ctx context.Context, out io.Writer, n int) (flows.Handler, context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(ctx)
-	displayed := 0
-	display := EventDisplay(out, func(event.Event) {
-		// EventDisplay serializes its calls, so the count needs no lock.
-		if displayed++; n > 0 && displayed == n {
-			cancel()
-		}
-	})
-	return display, ctx, cancel
-}
-
-// SequenceServices are the services of the seed's Sequence demo: three
-// appenders adding " - Handled by 0", 1 and 2, and display.
-func SequenceServices(display flows.Handler) []flows.Handler {
-	return []flows.Handler{
-		Appender(" - Handled by 0", ""),
-		Appender(" - Handled by 1", ""),
-		Appender(" - Handled by 2", ""),
-		display,
-	}
-}
-
-// SeedSequence is the seed's Sequence over the four services of
-// SequenceServices (or HTTP targets for them).
-func SeedSequence(services []flows.Handler) *flows.Sequence {
-	return &flows.Sequence{
-		Name:  "sequence",
-		Steps: []flows.Step{{Subscriber: services[0]}, {Subscriber: services[1]}, {Subscriber: services[2]}},
-		Reply: services[3],
-	}
-}
-
 // ServeAll replaces each handler by an HTTP target for a server running it
-// on 127.0.0.1, if useHTTP is set.
-func (s *Servers) ServeAll(useHTTP bool, services []flows.Handler) error {
-	if !useHTTP {
-		return nil
-	}
-	for i, h := range services {
-		target, err := s.Serve(h)
+// on 127.0.0.1, so that a flow given the handlers calls them over the
+// CloudEvents HTTP binding.
+func (s *Servers) ServeAll(handlers ...*flows.Handler) error {
+	for _, h := range handlers {
+		target, err := s.Serve(*h)
 		if err != nil {
 			return err
 		}
-		services[i] = target
+		*h = target
 	}
 	return nil
 }
 
-// PingUntilDone feeds f from a ping source with the given schedule and
-// JSON data until ctx ends, then stops the source and drains f.
-func PingUntilDone(ctx context.Context, f *flows.Flow, schedule, data string) error {
-	ping, err := (&flows.Ping{
-		Name:        "ping-source",
-		Schedule:    schedule,
-		ContentType: "application/json",
-		Data:        data,
-		Sink:        f,
-	}).Start(ctx)
-	if err != nil {
-		f.Close()
-		return err
+// StopAfter returns a callback for [EventDisplay] that calls stop once n
+// events were displayed (n <= 0: never), so that a demo ends by itself.
+func StopAfter(n int, stop func()) func(event.Event) {
+	displayed := 0
+	return func(event.Event) {
+		// EventDisplay serializes its calls, so the count needs no lock.
+		if displayed++; n > 0 && displayed == n {
+			stop()
+		}
 	}
-	<-ctx.Done()
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	return errors.Join(ping.Shutdown(sctx), f.Shutdown(sctx))
 }
