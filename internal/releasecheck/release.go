@@ -85,9 +85,18 @@ func cmdRelease(args []string, stdout, stderr io.Writer) error {
 	}
 	defer env.close()
 
+	license, err := os.ReadFile(filepath.Join(src, "LICENSE"))
+	if err != nil {
+		return fmt.Errorf("no LICENSE at the root of %s: %w", *rev, err)
+	}
 	fmt.Fprintf(stdout, "publishing %s of %s into %s, in tag order:\n", *version, *rev, env.proxy.URL())
 	for _, m := range published {
 		dir := filepath.Join(src, filepath.FromSlash(m.Dir))
+		// A module zip has only the module's own files: a nested module
+		// needs its own copy of the licence.
+		if own, err := os.ReadFile(filepath.Join(dir, "LICENSE")); err != nil || !bytes.Equal(own, license) {
+			return fmt.Errorf("%s: want a copy of the root LICENSE in %s/ (its zip has only the module's files)", m.Path, m.Dir)
+		}
 		if err := checkTidy(env, ws, m, dir); err != nil {
 			return err
 		}
