@@ -143,11 +143,12 @@ func tidyWorkspace(root, version string) error {
 	}
 	// go.work.sum: the checksums the workspace needs that no module's go.sum
 	// has. The go command only ever adds to it, so start it afresh from what
-	// listing the modules and loading every package and test needs.
+	// listing the modules, loading every package and test, and downloading
+	// every module of the build list need: then no command adds to it.
 	if err := os.WriteFile(filepath.Join(root, "go.work.sum"), nil, 0o666); err != nil {
 		return err
 	}
-	for _, args := range [][]string{{"list", "-m", "all"}, {"list", "-deps", "-test", corePath + "/..."}} {
+	for _, args := range [][]string{{"list", "-m", "all"}, {"list", "-deps", "-test", corePath + "/..."}, {"mod", "download"}} {
 		cmd := exec.Command("go", args...)
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "GOWORK=")
