@@ -217,6 +217,8 @@ func runInstallLine(env *goEnv, ws *Workspace, dir, bin, line, version string, a
 		return err
 	}
 	t := time.Now()
+	shown, _, _ := strings.Cut(line, "#")
+	shown = strings.TrimSpace(shown)
 	if strings.HasPrefix(line, "go install ") {
 		if _, err := env.run(dir, false, "sh", "-c", line); err != nil {
 			return fmt.Errorf("README Install: %w", err)
@@ -225,9 +227,9 @@ func runInstallLine(env *goEnv, ws *Workspace, dir, bin, line, version string, a
 		out, err := exec.Command(exe, "version").CombinedOutput()
 		switch {
 		case err == nil && strings.Contains(string(out), version):
-			fmt.Fprintf(stdout, "  ok  %-62s %s version: %s (%s)\n", line, path.Base(p), strings.TrimSpace(firstLine(string(out))), time.Since(t).Round(100*time.Millisecond))
+			fmt.Fprintf(stdout, "  ok  %-58s %s version: %s (%s)\n", shown, path.Base(p), strings.TrimSpace(firstLine(string(out))), time.Since(t).Round(100*time.Millisecond))
 		case allowNoVersion && strings.Contains(string(out), `unknown command "version"`):
-			fmt.Fprintf(stdout, "  ok  %-62s WARNING: %s has no version subcommand yet (accepted by -allow-no-version-command)\n", line, path.Base(p))
+			fmt.Fprintf(stdout, "  ok  %-58s WARNING: %s has no version subcommand yet (accepted by -allow-no-version-command)\n", shown, path.Base(p))
 		default:
 			return fmt.Errorf("%s version: want output with %s, got %v:\n%s", exe, version, err, indent(string(out)))
 		}
@@ -253,7 +255,7 @@ func runInstallLine(env *goEnv, ws *Workspace, dir, bin, line, version string, a
 	if got := strings.TrimSpace(out); got != version {
 		return fmt.Errorf("%q selected %s %s, want the candidate %s", line, p, got, version)
 	}
-	fmt.Fprintf(stdout, "  ok  %-62s a program importing it builds (%s)\n", line, time.Since(t).Round(100*time.Millisecond))
+	fmt.Fprintf(stdout, "  ok  %-58s a program importing it builds (%s)\n", shown, time.Since(t).Round(100*time.Millisecond))
 	return nil
 }
 
