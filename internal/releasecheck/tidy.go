@@ -48,7 +48,23 @@ func cmdTidy(args []string, stdout, stderr io.Writer) error {
 		before[f], _ = os.ReadFile(filepath.Join(root, f)) // a missing go.sum reads as empty
 	}
 
+	restore := func(names []string) error {
+		for _, f := range names {
+			name := filepath.Join(root, f)
+			if len(before[f]) == 0 && strings.HasSuffix(f, ".sum") {
+				os.Remove(name)
+				continue
+			}
+			if err := os.WriteFile(name, before[f], 0o666); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	if err := tidyWorkspace(root, version); err != nil {
+		if *diff {
+			restore(files) // -diff changes nothing, even when it fails
+		}
 		return err
 	}
 
@@ -69,15 +85,8 @@ func cmdTidy(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "updated: %s\n", strings.Join(changed, " "))
 		return nil
 	}
-	for _, f := range changed {
-		name := filepath.Join(root, f)
-		if len(before[f]) == 0 && (strings.HasSuffix(f, ".sum")) {
-			os.Remove(name)
-			continue
-		}
-		if err := os.WriteFile(name, before[f], 0o666); err != nil {
-			return err
-		}
+	if err := restore(changed); err != nil {
+		return err
 	}
 	return fmt.Errorf("not tidy: %s (run: go run ./internal/releasecheck tidy)", strings.Join(changed, " "))
 }
