@@ -2,12 +2,10 @@ module github.com/eventflows/flows/bench
 
 go 1.26.0
 
-replace github.com/eventflows/flows => ../
-
 require (
 	github.com/ThreeDotsLabs/watermill v1.5.1
 	github.com/cloudevents/sdk-go/v2 v2.16.2
-	github.com/eventflows/flows v0.0.0
+	github.com/eventflows/flows v0.1.0
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0
 )
@@ -26,7 +24,7 @@ require (
 )
 
 require (
-	github.com/eventflows/flows/jetstream v0.0.0
+	github.com/eventflows/flows/jetstream v0.1.0
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/json-iterator/go v1.1.12 // indirect
 	github.com/lithammer/shortuuid/v3 v3.0.7 // indirect
@@ -38,5 +36,3 @@ require (
 	go.uber.org/multierr v1.11.0 // indirect
 	go.uber.org/zap v1.27.0 // indirect
 )
-
-replace github.com/eventflows/flows/jetstream => ../jetstream

@@ -4,8 +4,8 @@ go 1.26.0
 
 require (
 	github.com/cloudevents/sdk-go/v2 v2.16.2
-	github.com/eventflows/flows v0.0.0
-	github.com/eventflows/flows/manifest v0.0.0
+	github.com/eventflows/flows v0.1.0
+	github.com/eventflows/flows/manifest v0.1.0
 )
 
 require (
@@ -19,7 +19,3 @@ require (
 	go.yaml.in/yaml/v2 v2.4.2 // indirect
 	sigs.k8s.io/yaml v1.6.0 // indirect
 )
-
-replace github.com/eventflows/flows => ..
-
-replace github.com/eventflows/flows/manifest => ../manifest

@@ -2,11 +2,9 @@ module github.com/eventflows/flows/jetstream
 
 go 1.26.0
 
-replace github.com/eventflows/flows => ../
-
 require (
 	github.com/cloudevents/sdk-go/v2 v2.16.2
-	github.com/eventflows/flows v0.0.0
+	github.com/eventflows/flows v0.1.0
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0
 	github.com/nats-io/nuid v1.0.1
@@ -27,6 +25,7 @@ require (
 	github.com/robfig/cron/v3 v3.0.1 // indirect
 	go.uber.org/multierr v1.11.0 // indirect
 	go.uber.org/zap v1.27.0 // indirect
+	go.yaml.in/yaml/v3 v3.0.5 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/time v0.16.0 // indirect

@@ -2,9 +2,11 @@ module github.com/eventflows/flows/oidcauth
 
 go 1.26.0
 
-require github.com/eventflows/flows v0.0.0
+require github.com/eventflows/flows v0.1.0
 
 require go.uber.org/goleak v1.3.0
+
+require go.yaml.in/yaml/v3 v3.0.5 // indirect
 
 require (
 	github.com/cloudevents/sdk-go/v2 v2.16.2 // indirect
@@ -19,5 +21,3 @@ require (
 	go.uber.org/zap v1.27.0 // indirect
 	golang.org/x/oauth2 v0.36.0
 )
-
-replace github.com/eventflows/flows => ../

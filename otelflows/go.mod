@@ -2,11 +2,9 @@ module github.com/eventflows/flows/otelflows
 
 go 1.26.0
 
-replace github.com/eventflows/flows => ../
-
 require (
 	github.com/cloudevents/sdk-go/v2 v2.16.2
-	github.com/eventflows/flows v0.0.0
+	github.com/eventflows/flows v0.1.0
 	go.opentelemetry.io/otel v1.47.0
 	go.opentelemetry.io/otel/metric v1.47.0
 	go.opentelemetry.io/otel/sdk v1.47.0
@@ -28,5 +26,5 @@ require (
 	go.opentelemetry.io/otel/log v1.47.0 // indirect
 	go.uber.org/multierr v1.11.0 // indirect
 	go.uber.org/zap v1.27.0 // indirect
-	golang.org/x/sys v0.48.0 // indirect
+	golang.org/x/sys v0.49.0 // indirect
 )

@@ -2,14 +2,9 @@ module github.com/eventflows/flows/examples/jetstream
 
 go 1.26.0
 
-replace (
-	github.com/eventflows/flows => ../..
-	github.com/eventflows/flows/jetstream => ../../jetstream
-)
-
 require (
-	github.com/eventflows/flows v0.0.0
-	github.com/eventflows/flows/jetstream v0.0.0
+	github.com/eventflows/flows v0.1.0
+	github.com/eventflows/flows/jetstream v0.1.0
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0
 )
