@@ -317,6 +317,8 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 	return 0
 }
 
+var sizedBodies = sync.Pool{New: func() any { return new(sizedBody) }}
+
 // NewHTTPHandler serves h over HTTP with Knative's subscriber contract, so
 // that a Go handler (or a running flow) can be called by Knative channels,
 // brokers and [HTTPTarget]:
@@ -350,11 +352,17 @@ func NewHTTPHandler(h Handler, opts ...IngressOption) http.Handler {
 			in.refuse(w, r, http.StatusMethodNotAllowed, "only POST is allowed")
 			return
 		}
-		reserved, ok := in.admit(w, r)
+		body := sizedBodies.Get().(*sizedBody)
+		reserved, ok := in.admit(w, r, body)
+		defer func() {
+			in.budget.release(reserved)
+			// Nothing keeps the body once the request is answered.
+			*body = sizedBody{}
+			sizedBodies.Put(body)
+		}()
 		if !ok {
 			return
 		}
-		defer func() { in.budget.release(reserved) }()
 		e, status, err := readEvent(r)
 		if err != nil {
 			in.refuse(w, r, status, err.Error())

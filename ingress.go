@@ -260,7 +260,9 @@ func (in *Ingress) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		in.refuse(w, r, http.StatusMethodNotAllowed, "only POST is allowed")
 		return
 	}
-	reserved, ok := in.admit(w, r)
+	// What the request needs, in one allocation.
+	st := new(requestState)
+	reserved, ok := in.admit(w, r, &st.body)
 	if !ok {
 		return
 	}
@@ -285,13 +287,13 @@ func (in *Ingress) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case in.sync && in.pub != nil:
-		err = in.handle(ctx, *e, &reserved)
+		err = in.handle(ctx, *e, st, &reserved)
 	case in.sync:
 		_, err = in.dst.Handle(ctx, *e)
 	default:
-		wc := &waitContext{Context: ctx, wait: in.wait}
-		err = in.dst.Send(wc, *e)
-		wc.stop()
+		st.wc.Context, st.wc.wait = ctx, in.wait
+		err = in.dst.Send(&st.wc, *e)
+		st.wc.stop()
 	}
 	in.budget.release(reserved)
 	reserved = 0
@@ -316,11 +318,21 @@ func (in *Ingress) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // failed in the flow.
 const errNotDelivered = "the event could not be delivered"
 
+// requestState is what an ingress needs for a request beyond net/http's:
+// its body's limit, its wait for room and, if synchronous, the tracking of
+// its event.
+type requestState struct {
+	body sizedBody
+	wc   waitContext
+	env  envelope
+	tr   tracker
+}
+
 // admit checks a POST's credentials and size and takes its bytes from the
 // budget. If the request may not go on it answers it and reports false;
 // otherwise the caller must release what it reserved, and reads the body
-// through a limit.
-func (in *Ingress) admit(w http.ResponseWriter, r *http.Request) (reserved int64, ok bool) {
+// through a limit (body, if its length is known).
+func (in *Ingress) admit(w http.ResponseWriter, r *http.Request, body *sizedBody) (reserved int64, ok bool) {
 	if in.auth != nil {
 		if err := in.auth.Authenticate(r); err != nil {
 			status := http.StatusUnauthorized
@@ -351,7 +363,8 @@ func (in *Ingress) admit(w http.ResponseWriter, r *http.Request) (reserved int64
 	}
 	if r.ContentLength > 0 {
 		// Within the limit, checked above.
-		r.Body = &sizedBody{ReadCloser: r.Body, left: r.ContentLength}
+		body.ReadCloser, body.left = r.Body, r.ContentLength
+		r.Body = body
 	} else {
 		r.Body = http.MaxBytesReader(w, r.Body, in.maxBody)
 	}
@@ -396,13 +409,8 @@ func readAll(r io.Reader) ([]byte, error) {
 // handle is [Flow.Handle] for a synchronous ingress: it waits for room at
 // most in.wait, and gives the request's bytes back as soon as the event is
 // in the flow rather than when the flow is done with it. (sendAndWait, with
-// the wait in the same allocation.)
-func (in *Ingress) handle(ctx context.Context, e event.Event, reserved *int64) error {
-	w := &struct {
-		env envelope
-		tr  tracker
-		wc  waitContext
-	}{}
+// the tracker in the request's state.)
+func (in *Ingress) handle(ctx context.Context, e event.Event, w *requestState, reserved *int64) error {
 	w.tr.init()
 	w.env.tr = &w.tr
 	if outer := envelopeFrom(ctx); outer != nil {
