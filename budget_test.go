@@ -435,3 +435,26 @@ func TestIngressMemoryIsBoundedByTheBudget(t *testing.T) {
 		t.Errorf("the flow handled %d events, want the %d accepted", handled.Load(), accepted)
 	}
 }
+
+// TestNewHTTPHandlerOptions checks the options NewHTTPHandler documents
+// beyond the limits: the authenticator refuses before the handler is
+// called.
+func TestNewHTTPHandlerOptions(t *testing.T) {
+	var reached atomic.Int32
+	h := flows.NewHTTPHandler(flows.HandlerFunc(func(context.Context, event.Event) (*event.Event, error) {
+		reached.Add(1)
+		return nil, nil
+	}), flows.IngressAuthenticator(flows.BearerToken("s3cret")))
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, binaryRequest(io.NopCloser(strings.NewReader("{}")), 2))
+	if w.Code != 401 || reached.Load() != 0 {
+		t.Errorf("without a token: %d, handler called %d times; want 401 and no call", w.Code, reached.Load())
+	}
+	r := binaryRequest(io.NopCloser(strings.NewReader("{}")), 2)
+	r.Header.Set("Authorization", "Bearer s3cret")
+	w = httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	if w.Code != 202 || reached.Load() != 1 {
+		t.Errorf("with the token: %d, handler called %d times; want 202", w.Code, reached.Load())
+	}
+}
