@@ -458,3 +458,30 @@ func TestNewHTTPHandlerOptions(t *testing.T) {
 		t.Errorf("with the token: %d, handler called %d times; want 202", w.Code, reached.Load())
 	}
 }
+
+// BenchmarkIngressServeHTTP is the ingress's own work per request, without
+// the network: what its limits cost on the hot path.
+func BenchmarkIngressServeHTTP(b *testing.B) {
+	f := start(b, &flows.Sequence{Steps: []flows.Step{{Subscriber: flows.Discard}}}, flows.WithCapacity(1024))
+	for _, tc := range []struct {
+		name string
+		h    http.Handler
+	}{
+		{"async", flows.NewIngress(f)},
+		{"sync", flows.NewIngress(f, flows.IngressSynchronous())},
+		{"NewHTTPHandler", flows.NewHTTPHandler(flows.Discard)},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			body := []byte(`{"message":"hello, world!"}`)
+			for b.Loop() {
+				r := binaryRequest(io.NopCloser(bytes.NewReader(body)), int64(len(body)))
+				w := httptest.NewRecorder()
+				tc.h.ServeHTTP(w, r)
+				if w.Code != 202 {
+					b.Fatalf("status %d: %s", w.Code, w.Body)
+				}
+			}
+		})
+	}
+}
