@@ -69,7 +69,7 @@ type Delivery struct {
 const (
 	ExtensionErrorDest = "knativeerrordest" // what failed: a URL or a flow path
 	ExtensionErrorCode = "knativeerrorcode" // HTTP status; 500 for a Go error or transport error
-	ExtensionErrorData = "knativeerrordata" // failed response body or error text, base64, at most 1024 characters
+	ExtensionErrorData = "knativeerrordata" // failed response body, "dispatch error: <error>" for a transport error, or a Go error's text; base64, at most 1024 characters
 )
 
 const maxErrorData = 1024
@@ -177,10 +177,15 @@ func deadLetterEvent(orig *event.Event, dest string, err error) event.Event {
 	code := http.StatusInternalServerError
 	var data []byte
 	var he *HTTPError
-	if errors.As(err, &he) {
+	var te *transportError
+	switch {
+	case errors.As(err, &he):
 		code = he.StatusCode
 		data = he.Body
-	} else if err != nil {
+	case errors.As(err, &te):
+		// No HTTP answer: Knative's text for it, with the client's error.
+		data = []byte("dispatch error: " + te.err.Error())
+	case err != nil:
 		data = []byte(err.Error())
 	}
 	e.SetExtension(ExtensionErrorDest, dest)

@@ -23,8 +23,9 @@ import (
 // the CloudEvents HTTP binding, following Knative's data-plane contract:
 //
 //   - the event is POSTed in binary mode (structured if Structured is set),
-//     with the header "Prefer: reply" (and without Knative's Kn-Namespace:
-//     a flow has no namespace);
+//     with the header "Prefer: reply" when the target is a subscriber (not
+//     when it is a reply destination or a dead-letter sink, as in Knative;
+//     and without Knative's Kn-Namespace: a flow has no namespace);
 //   - a 2xx answer carrying a CloudEvent is the reply; a 2xx answer without
 //     one means "no event";
 //   - any other answer is a failure, an [*HTTPError]; 404, 408, 409, 429 and
@@ -113,6 +114,13 @@ func (t *HTTPTarget) destination() string { return t.URL }
 
 // Handle implements [Handler].
 func (t *HTTPTarget) Handle(ctx context.Context, e event.Event) (*event.Event, error) {
+	return t.post(ctx, e, true)
+}
+
+// post delivers e; preferReply says whether the request asks for a reply
+// with "Prefer: reply", which Knative sends to subscribers only: a reply
+// destination or a dead-letter sink is not asked (see [hopTarget]).
+func (t *HTTPTarget) post(ctx context.Context, e event.Event, preferReply bool) (*event.Event, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.URL, nil)
 	if err != nil {
 		return nil, Permanent(fmt.Errorf("flows: %w", err))
@@ -142,7 +150,9 @@ func (t *HTTPTarget) Handle(ctx context.Context, e event.Event) (*event.Event, e
 	if err != nil {
 		return nil, Permanent(fmt.Errorf("flows: encoding event %s for %s: %w", e.ID(), t.URL, err))
 	}
-	req.Header.Set("Prefer", "reply")
+	if preferReply {
+		req.Header.Set("Prefer", "reply")
+	}
 	if t.Header != nil {
 		if err := t.Header(ctx, req.Header); err != nil {
 			return nil, fmt.Errorf("flows: preparing headers for %s: %w", t.URL, err)
@@ -150,7 +160,7 @@ func (t *HTTPTarget) Handle(ctx context.Context, e event.Event) (*event.Event, e
 	}
 	resp, err := t.httpClient().Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("flows: POST %s: %w", t.URL, err)
+		return nil, &transportError{url: t.URL, err: err}
 	}
 	if env != nil && env.wantReplyHeader {
 		env.replyHeader = PassThroughHeaders(resp.Header)
@@ -191,6 +201,36 @@ func readReply(ctx context.Context, target string, resp *http.Response) (*event.
 		return nil, Permanent(fmt.Errorf("flows: %s replied with a malformed event: %w", target, err))
 	}
 	return reply, nil
+}
+
+// transportError is a delivery that got no HTTP answer: the request could
+// not be sent, or no response came back.
+type transportError struct {
+	url string
+	err error // from the HTTP client
+}
+
+func (e *transportError) Error() string { return "flows: POST " + e.url + ": " + e.err.Error() }
+func (e *transportError) Unwrap() error { return e.err }
+
+// hopTarget returns the handler to call for a hop that is not the
+// subscriber's (a reply destination, a dead-letter sink): an [HTTPTarget]
+// is called there without "Prefer: reply", as Knative does. The role is
+// the call's, not the target's: the same target may be a subscriber
+// elsewhere.
+func hopTarget(h Handler) Handler {
+	if t, ok := h.(*HTTPTarget); ok && t != nil {
+		return noReplyWanted{t}
+	}
+	return h
+}
+
+// noReplyWanted is an HTTPTarget called for a hop that does not ask for a
+// reply. (One pointer: converting it to a Handler does not allocate.)
+type noReplyWanted struct{ t *HTTPTarget }
+
+func (n noReplyWanted) Handle(ctx context.Context, e event.Event) (*event.Event, error) {
+	return n.t.post(ctx, e, false)
 }
 
 // PassThroughHeaders returns the headers of h that Knative carries from an
@@ -277,6 +317,8 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 	return 0
 }
 
+var sizedBodies = sync.Pool{New: func() any { return new(sizedBody) }}
+
 // NewHTTPHandler serves h over HTTP with Knative's subscriber contract, so
 // that a Go handler (or a running flow) can be called by Knative channels,
 // brokers and [HTTPTarget]:
@@ -284,22 +326,46 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 //   - only POST is accepted (405 otherwise);
 //   - a request that is not a valid CloudEvent, binary or structured, gets 400
 //     (415 for an unsupported CloudEvents format), as at an [Ingress];
+//   - a body over the size limit gets 413, and a request whose body does not
+//     fit in the bytes in flight left gets 503 with Retry-After at once, as
+//     at an [Ingress];
 //   - a reply is written in binary mode with status 200; no event gets 202
 //     with an empty body;
 //   - a failure gets 500, or 400 if it is [Permanent] (so that it is not
 //     retried); an [*HTTPError] keeps its status code and Retry-After;
 //     [ErrClosed] (a flow shutting down) gets 503, as from an [Ingress],
 //     so that callers retry, maybe on the process that replaces this one.
-func NewHTTPHandler(h Handler) http.Handler {
+//     The body of a failure's answer is a generic reason: the handler's
+//     error, which may name URLs and internal errors, goes to the logger.
+//
+// Of the [IngressOption]s these apply, as they do to an [Ingress]:
+// [IngressMaxBodyBytes] (default [DefaultMaxBodyBytes]), [IngressByteBudget]
+// (default: a budget of its own of [DefaultMaxBytesInFlight], held until h
+// returns), [IngressAuthenticator] and [IngressLogger]. [IngressSynchronous]
+// and [IngressMaxWait] do not: h is always called with the request's
+// context and answered when it returns.
+func NewHTTPHandler(h Handler, opts ...IngressOption) http.Handler {
+	in := newIngress(opts)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", http.MethodPost)
-			http.Error(w, "only POST is allowed", http.StatusMethodNotAllowed)
+			in.refuse(w, r, http.StatusMethodNotAllowed, "only POST is allowed")
+			return
+		}
+		body := sizedBodies.Get().(*sizedBody)
+		reserved, ok := in.admit(w, r, body)
+		defer func() {
+			in.budget.release(reserved)
+			// Nothing keeps the body once the request is answered.
+			*body = sizedBody{}
+			sizedBodies.Put(body)
+		}()
+		if !ok {
 			return
 		}
 		e, status, err := readEvent(r)
 		if err != nil {
-			http.Error(w, err.Error(), status)
+			in.refuse(w, r, status, err.Error())
 			return
 		}
 		ctx := r.Context()
@@ -307,8 +373,10 @@ func NewHTTPHandler(h Handler) http.Handler {
 			ctx = withEnvelope(ctx, &envelope{header: hdr})
 		}
 		reply, err := call(ctx, h, *e, nil)
+		in.budget.release(reserved)
+		reserved = 0
 		if err != nil {
-			status := http.StatusInternalServerError
+			status, reason := http.StatusInternalServerError, "the event could not be handled"
 			var he *HTTPError
 			switch {
 			case errors.As(err, &he):
@@ -318,15 +386,19 @@ func NewHTTPHandler(h Handler) http.Handler {
 				}
 			case errors.Is(err, ErrClosed) && !errors.As(err, new(*DeliveryError)):
 				// The flow itself stopped (not one it delivers to).
-				status = http.StatusServiceUnavailable
+				in.refuse(w, r, http.StatusServiceUnavailable, "the flow is shutting down")
+				return
 			case errors.Is(err, ErrFull) && !errors.As(err, new(*DeliveryError)):
 				// The flow had no room before the request ended: come back later.
-				status = http.StatusServiceUnavailable
 				w.Header().Set("Retry-After", "1")
+				in.refuse(w, r, http.StatusServiceUnavailable, "the flow is full")
+				return
 			case IsPermanent(err):
-				status = http.StatusBadRequest
+				status, reason = http.StatusBadRequest, "the event could not be handled, and a retry would fail too"
 			}
-			http.Error(w, err.Error(), status)
+			// The error may name URLs, paths and internal errors: the client
+			// gets a generic reason, the logger the details.
+			in.fail(w, r, status, reason, err)
 			return
 		}
 		if reply == nil {
@@ -338,7 +410,7 @@ func NewHTTPHandler(h Handler) http.Handler {
 			err = cehttp.WriteResponseWriter(binding.WithForceBinary(r.Context()), binding.ToMessage(reply), http.StatusOK, w)
 		}
 		if err != nil {
-			http.Error(w, "encoding reply: "+err.Error(), http.StatusInternalServerError)
+			in.fail(w, r, http.StatusInternalServerError, "the reply could not be encoded", err)
 		}
 	})
 }

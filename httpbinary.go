@@ -197,7 +197,7 @@ func readBinary(h http.Header, body io.Reader) (*event.Event, error) {
 	}
 	o.e.Context = ec
 	if body != nil {
-		data, err := io.ReadAll(body)
+		data, err := readAll(body)
 		if err != nil {
 			return nil, err
 		}

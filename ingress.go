@@ -5,10 +5,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/binding"
@@ -50,13 +53,68 @@ func (c channelSender) publish(ctx context.Context, e event.Event) error {
 // told otherwise.
 const DefaultMaxBodyBytes = 4 << 20
 
-// An IngressOption configures an [Ingress].
+// DefaultMaxBytesInFlight is the size of a [ByteBudget] unless told
+// otherwise: 16 request bodies of [DefaultMaxBodyBytes] at once, or some
+// 64,000 events of a kilobyte, which keeps an ingress's heap within a
+// small container's memory whatever the number of clients.
+const DefaultMaxBytesInFlight = 64 << 20
+
+// DefaultMaxWait is how long a request waits for room in a full flow
+// before it gets 503 with Retry-After, unless told otherwise: long enough
+// to ride out a burst, short enough to answer before clients' own
+// timeouts.
+const DefaultMaxWait = 5 * time.Second
+
+// A ByteBudget bounds the request-body bytes that the ingresses sharing it
+// hold at once, from the moment a request is admitted until its event has
+// been handed to the flow (or refused). Give one budget to several
+// ingresses with [IngressByteBudget] to bound a whole server; by default
+// each ingress has a budget of its own. A ByteBudget is safe for concurrent
+// use and costs two atomic operations per request.
+type ByteBudget struct {
+	limit int64
+	used  atomic.Int64
+}
+
+// NewByteBudget returns a budget of n bytes; n <= 0 means
+// [DefaultMaxBytesInFlight]. An ingress given a budget smaller than its
+// largest body accepts bodies up to the budget only.
+func NewByteBudget(n int64) *ByteBudget {
+	if n <= 0 {
+		n = DefaultMaxBytesInFlight
+	}
+	return &ByteBudget{limit: n}
+}
+
+// reserve takes n bytes from the budget, or reports that they are not
+// there. It may refuse spuriously while others are being refused, but
+// never lets the budget be exceeded.
+func (b *ByteBudget) reserve(n int64) bool {
+	if n <= 0 {
+		return true
+	}
+	if b.used.Add(n) > b.limit {
+		b.used.Add(-n)
+		return false
+	}
+	return true
+}
+
+func (b *ByteBudget) release(n int64) {
+	if n > 0 {
+		b.used.Add(-n)
+	}
+}
+
+// An IngressOption configures an [Ingress], or the handler [NewHTTPHandler]
+// returns.
 type IngressOption func(*Ingress)
 
-// Synchronous makes the ingress answer only once the flow has finished with
-// the event: 202 if every delivery succeeded or was dead-lettered, 500 if
-// one failed past its dead-letter sink. This is Knative's default since
-// v1.13; a chain of synchronous hops holds each request open until the end.
+// IngressSynchronous makes the ingress answer only once the flow has
+// finished with the event: 202 if every delivery succeeded or was
+// dead-lettered, 500 if one failed past its dead-letter sink. This is
+// Knative's default since v1.13; a chain of synchronous hops holds each
+// request open until the end.
 func IngressSynchronous() IngressOption { return func(in *Ingress) { in.sync = true } }
 
 // IngressMaxBodyBytes sets the largest request body accepted; larger requests get
@@ -69,12 +127,43 @@ func IngressMaxBodyBytes(n int64) IngressOption {
 	}
 }
 
+// IngressByteBudget makes the ingress take its requests' bytes from b,
+// which other ingresses may share, instead of a budget of its own of
+// [DefaultMaxBytesInFlight]. A request is admitted if its Content-Length
+// (or, for a body of unknown length, the largest body accepted) fits in
+// what is left; otherwise it gets 503 with Retry-After at once, before its
+// body is read. A nil b keeps the default.
+func IngressByteBudget(b *ByteBudget) IngressOption {
+	return func(in *Ingress) {
+		if b != nil {
+			in.budget = b
+		}
+	}
+}
+
+// IngressMaxWait sets how long a request waits for room in a full flow
+// before it gets 503 with Retry-After; d <= 0 means [DefaultMaxWait]. The
+// wait starts when the flow is found full, and does not bound the rest of a
+// synchronous request: only the wait to get into the flow. (With a
+// [Sender] of another package in synchronous mode, whose wait for room
+// cannot be told apart from its work, it has no effect.)
+func IngressMaxWait(d time.Duration) IngressOption {
+	return func(in *Ingress) {
+		if d > 0 {
+			in.wait = d
+		}
+	}
+}
+
 // IngressAuthenticator makes the ingress check each request with a before
 // reading its body; a refused request gets 401 or 403 and never reaches
 // the flow.
 func IngressAuthenticator(a Authenticator) IngressOption { return func(in *Ingress) { in.auth = a } }
 
-// IngressLogger makes the ingress log refused requests through l, at Debug.
+// IngressLogger makes the ingress log through l: refused requests at Debug,
+// and at Warn the failures whose details its answers leave out (a
+// delivery that failed, a handler's error), since clients are told only
+// that the event could not be delivered.
 func IngressLogger(l *slog.Logger) IngressOption { return func(in *Ingress) { in.log = l } }
 
 // An Ingress is an [http.Handler] that accepts CloudEvents into a flow or a
@@ -85,38 +174,74 @@ func IngressLogger(l *slog.Logger) IngressOption { return func(in *Ingress) { in
 //   - the body is a CloudEvent in binary or structured mode; anything else
 //     gets 400 with a short reason (415 for an unsupported CloudEvents
 //     format), and nothing reaches the flow;
-//   - a body over the size limit gets 413;
+//   - a body over the size limit gets 413 ([IngressMaxBodyBytes]);
+//   - a request whose body does not fit in the bytes in flight left
+//     ([IngressByteBudget]) gets 503 with Retry-After at once, unread;
 //   - an accepted event gets 202 Accepted with no body;
 //   - a flow that is shutting down answers 503, and a full flow answers 503
-//     with Retry-After when the request's context ends before room is made.
+//     with Retry-After when no room was made within [IngressMaxWait];
+//   - a synchronous ingress whose flow failed to deliver the event answers
+//     500 with a generic reason: the details (URLs, errors) go to the
+//     [IngressLogger] and the flow's observer, never to the client.
 //
 // By default the ingress is asynchronous: 202 means the event is in the
 // flow's first channel, which a graceful shutdown drains, so an accepted
 // event is not lost (unlike Knative's asynchronous channels, which drop
-// in-flight events when they stop). See [Synchronous] for the other mode.
-// The pass-through headers of the request (see [PassThroughHeaders]) travel
-// with the event to HTTP subscribers.
+// in-flight events when they stop). See [IngressSynchronous] for the other
+// mode. The pass-through headers of the request (see [PassThroughHeaders])
+// travel with the event to HTTP subscribers.
 type Ingress struct {
 	dst     Sender
+	pub     publisher // dst, when it is one of this package's
 	auth    Authenticator
 	sync    bool
 	maxBody int64
+	budget  *ByteBudget
+	wait    time.Duration
 	log     *slog.Logger
 	obs     *Observer
 }
 
+// publisher is what this package's senders ([Flow], [ChannelSender]) do
+// inside Send and Handle: put the event in the first channel, waiting for
+// room until ctx ends.
+type publisher interface {
+	publish(ctx context.Context, e event.Event) error
+}
+
 // NewIngress returns an ingress that delivers to dst.
 func NewIngress(dst Sender, opts ...IngressOption) *Ingress {
-	in := &Ingress{dst: dst, maxBody: DefaultMaxBodyBytes}
+	in := newIngress(opts)
+	in.dst = dst
+	switch d := dst.(type) {
+	case *Flow:
+		if d != nil {
+			in.pub = d
+			if in.obs == nil {
+				in.obs = d.obs
+			}
+		}
+	case channelSender:
+		in.pub = d
+	}
+	return in
+}
+
+// newIngress applies opts: the part of an ingress that [NewHTTPHandler]
+// shares.
+func newIngress(opts []IngressOption) *Ingress {
+	in := &Ingress{maxBody: DefaultMaxBodyBytes, wait: DefaultMaxWait}
 	for _, o := range opts {
 		o(in)
 	}
 	if in.log == nil {
 		in.log = slog.New(slog.DiscardHandler)
 	}
-	if f, ok := dst.(*Flow); ok && in.obs == nil && f != nil {
-		in.obs = f.obs
+	if in.budget == nil {
+		in.budget = NewByteBudget(0)
 	}
+	// A body larger than the budget could never be admitted.
+	in.maxBody = min(in.maxBody, in.budget.limit)
 	return in
 }
 
@@ -135,23 +260,14 @@ func (in *Ingress) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		in.refuse(w, r, http.StatusMethodNotAllowed, "only POST is allowed")
 		return
 	}
-	if in.auth != nil {
-		if err := in.auth.Authenticate(r); err != nil {
-			status := http.StatusUnauthorized
-			if errors.Is(err, ErrForbidden) {
-				status = http.StatusForbidden
-			} else {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="flows"`)
-			}
-			in.refuse(w, r, status, http.StatusText(status))
-			return
-		}
-	}
-	if r.ContentLength > in.maxBody {
-		in.refuse(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes exceeds the limit of %d", r.ContentLength, in.maxBody))
+	// What the request needs, in one allocation.
+	st := new(requestState)
+	reserved, ok := in.admit(w, r, &st.body)
+	if !ok {
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, in.maxBody)
+	// Given back once the event is in the flow, or refused.
+	defer func() { in.budget.release(reserved) }()
 	e, status, err := readEvent(r)
 	if err != nil {
 		in.refuse(w, r, status, err.Error())
@@ -169,11 +285,18 @@ func (in *Ingress) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			defer func() { done(sw.status) }()
 		}
 	}
-	if in.sync {
+	switch {
+	case in.sync && in.pub != nil:
+		err = in.handle(ctx, *e, st, &reserved)
+	case in.sync:
 		_, err = in.dst.Handle(ctx, *e)
-	} else {
-		err = in.dst.Send(ctx, *e)
+	default:
+		st.wc.Context, st.wc.wait = ctx, in.wait
+		err = in.dst.Send(&st.wc, *e)
+		st.wc.stop()
 	}
+	in.budget.release(reserved)
+	reserved = 0
 	switch {
 	case err == nil:
 		w.WriteHeader(http.StatusAccepted)
@@ -185,7 +308,128 @@ func (in *Ingress) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", "1")
 		in.refuse(w, r, http.StatusServiceUnavailable, "the flow is full")
 	default:
-		in.refuse(w, r, http.StatusInternalServerError, err.Error())
+		// The error names subscribers, paths and transport errors: internals
+		// that are none of the client's business.
+		in.fail(w, r, http.StatusInternalServerError, errNotDelivered, err)
+	}
+}
+
+// errNotDelivered is what a synchronous ingress tells a client whose event
+// failed in the flow.
+const errNotDelivered = "the event could not be delivered"
+
+// requestState is what an ingress needs for a request beyond net/http's:
+// its body's limit, its wait for room and, if synchronous, the tracking of
+// its event.
+type requestState struct {
+	body sizedBody
+	wc   waitContext
+	env  envelope
+	tr   tracker
+}
+
+// admit checks a POST's credentials and size and takes its bytes from the
+// budget. If the request may not go on it answers it and reports false;
+// otherwise the caller must release what it reserved, and reads the body
+// through a limit (body, if its length is known).
+func (in *Ingress) admit(w http.ResponseWriter, r *http.Request, body *sizedBody) (reserved int64, ok bool) {
+	if in.auth != nil {
+		if err := in.auth.Authenticate(r); err != nil {
+			status := http.StatusUnauthorized
+			if errors.Is(err, ErrForbidden) {
+				status = http.StatusForbidden
+			} else {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="flows"`)
+			}
+			in.refuse(w, r, status, http.StatusText(status))
+			return 0, false
+		}
+	}
+	if r.ContentLength > in.maxBody {
+		in.refuse(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes exceeds the limit of %d", r.ContentLength, in.maxBody))
+		return 0, false
+	}
+	// A body of unknown length may be as large as the limit: reserving that
+	// much up front keeps the promise that nothing is read without room,
+	// at the cost of admitting fewer such requests at once.
+	n := r.ContentLength
+	if n < 0 {
+		n = in.maxBody
+	}
+	if !in.budget.reserve(n) {
+		w.Header().Set("Retry-After", "1")
+		in.refuse(w, r, http.StatusServiceUnavailable, "too many requests in progress")
+		return 0, false
+	}
+	if r.ContentLength > 0 {
+		// Within the limit, checked above.
+		body.ReadCloser, body.left = r.Body, r.ContentLength
+		r.Body = body
+	} else {
+		r.Body = http.MaxBytesReader(w, r.Body, in.maxBody)
+	}
+	return n, true
+}
+
+// sizedBody is a request body of a known length, which it reads no
+// further than. readAll reads it into a buffer of that size: io.ReadAll's
+// growing chunks and final copy would hold twice the body for a moment,
+// twice the bytes the budget counts.
+type sizedBody struct {
+	io.ReadCloser
+	left int64
+}
+
+func (b *sizedBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.left -= int64(n)
+	if err == io.EOF && b.left > 0 {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+// readAll is io.ReadAll, reading a sizedBody in one allocation.
+func readAll(r io.Reader) ([]byte, error) {
+	b, ok := r.(*sizedBody)
+	if !ok {
+		return io.ReadAll(r)
+	}
+	buf := make([]byte, b.left)
+	n, err := io.ReadFull(b, buf)
+	return buf[:n], err
+}
+
+// handle is [Flow.Handle] for a synchronous ingress: it waits for room at
+// most in.wait, and gives the request's bytes back as soon as the event is
+// in the flow rather than when the flow is done with it. (sendAndWait, with
+// the tracker in the request's state.)
+func (in *Ingress) handle(ctx context.Context, e event.Event, w *requestState, reserved *int64) error {
+	w.tr.init()
+	w.env.tr = &w.tr
+	if outer := envelopeFrom(ctx); outer != nil {
+		w.env.header = outer.header
+	}
+	w.wc.Context, w.wc.wait = withEnvelope(ctx, &w.env), in.wait
+	err := in.pub.publish(&w.wc, e)
+	w.wc.stop()
+	in.budget.release(*reserved)
+	*reserved = 0
+	if err != nil {
+		return err
+	}
+	w.tr.finish()
+	select {
+	case <-w.tr.done:
+		return w.tr.result()
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -193,6 +437,69 @@ func (in *Ingress) refuse(w http.ResponseWriter, r *http.Request, status int, re
 	in.log.LogAttrs(r.Context(), slog.LevelDebug, "flows: ingress refused a request",
 		slog.String("method", r.Method), slog.Int("status", status), slog.String("reason", reason))
 	http.Error(w, reason, status)
+}
+
+// fail answers a request that failed for reasons of the server's own:
+// the client gets reason, the logger the error.
+func (in *Ingress) fail(w http.ResponseWriter, r *http.Request, status int, reason string, err error) {
+	in.log.LogAttrs(r.Context(), slog.LevelWarn, "flows: request failed",
+		slog.String("method", r.Method), slog.Int("status", status), slog.Any("error", err))
+	http.Error(w, reason, status)
+}
+
+// waitContext is a context that ends wait after someone first waits on it
+// (calls Done), as well as when its parent ends. A publisher finds room
+// without calling Done, so the common case starts no timer.
+type waitContext struct {
+	context.Context
+	wait   time.Duration
+	once   sync.Once
+	armed  atomic.Bool // inner and cancel are set
+	inner  context.Context
+	cancel context.CancelFunc
+}
+
+// errWaitedForRoom is the cause of a waitContext's end.
+var errWaitedForRoom = errors.New("no room was made within the ingress's wait")
+
+func (c *waitContext) arm() {
+	c.inner, c.cancel = context.WithTimeoutCause(c.Context, c.wait, errWaitedForRoom)
+	c.armed.Store(true)
+}
+
+func (c *waitContext) Done() <-chan struct{} {
+	c.once.Do(c.arm)
+	return c.inner.Done()
+}
+
+func (c *waitContext) Err() error {
+	if c.armed.Load() {
+		return c.inner.Err()
+	}
+	return c.Context.Err()
+}
+
+func (c *waitContext) Deadline() (time.Time, bool) {
+	if c.armed.Load() {
+		return c.inner.Deadline()
+	}
+	return c.Context.Deadline()
+}
+
+// Value is the parent's, but for the inner context's own keys, so that
+// context.Cause finds errWaitedForRoom.
+func (c *waitContext) Value(key any) any {
+	if c.armed.Load() {
+		return c.inner.Value(key)
+	}
+	return c.Context.Value(key)
+}
+
+// stop releases the timer, once the wait is over.
+func (c *waitContext) stop() {
+	if c.armed.Load() {
+		c.cancel()
+	}
 }
 
 // readEvent decodes the request's CloudEvent, or says which status to

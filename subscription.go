@@ -172,7 +172,7 @@ func (s *subscription) deliverMessage(ctx context.Context, m Message, o *Observe
 		if tr != nil || header != nil {
 			rctx = withEnvelope(ctx, &envelope{tr: tr, header: header})
 		}
-		attempts, err = deliver(rctx, s.reply, reply, d, s.observe(o, RoleReply, s.replyDest))
+		attempts, err = deliver(rctx, hopTarget(s.reply), reply, d, s.observe(o, RoleReply, s.replyDest))
 		dest, replyFailed = s.replyDest, err != nil
 		_, forwarded = s.reply.(channelSink)
 	}
@@ -195,7 +195,7 @@ func (s *subscription) deliverMessage(ctx context.Context, m Message, o *Observe
 
 	if d != nil && d.DeadLetter != nil {
 		dl := deadLetterEvent(e, dest, err)
-		_, dlErr := deliver(withEnvelope(ctx, &envelope{tr: tr, header: env.header}), d.DeadLetter, &dl, d, s.observe(o, RoleDeadLetter, ""))
+		_, dlErr := deliver(withEnvelope(ctx, &envelope{tr: tr, header: env.header}), hopTarget(d.DeadLetter), &dl, d, s.observe(o, RoleDeadLetter, ""))
 		if dlErr == nil {
 			s.log.LogAttrs(ctx, slog.LevelWarn, "flows: event sent to the dead-letter sink",
 				slog.String("subscription", s.name), slog.String("id", e.ID()),

@@ -17,13 +17,21 @@ import (
 // Host, such as sequence-kn-sequence-0-kn-channel.default.svc.cluster.local.
 // Other paths get 404.
 //
+// The ingresses of all the flows take their requests' bytes from one
+// [flows.ByteBudget] of [flows.DefaultMaxBytesInFlight], so that the
+// handler's memory is bounded as a whole; pass [flows.IngressByteBudget]
+// to set another.
+//
 // Call it after Start: flows that are not running answer 503.
 func (a *App) Handler(opts ...flows.IngressOption) http.Handler {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	// Before opts, so that theirs wins.
+	defaults := []flows.IngressOption{flows.IngressByteBudget(flows.NewByteBudget(0))}
 	if a.cfg.logger != nil {
-		opts = append([]flows.IngressOption{flows.IngressLogger(a.cfg.logger)}, opts...)
+		defaults = append(defaults, flows.IngressLogger(a.cfg.logger))
 	}
+	opts = append(defaults, opts...)
 	routes := map[string]http.Handler{}
 	for _, n := range a.flows {
 		if n.running == nil || a.state != stateRunning {
