@@ -441,10 +441,14 @@ func TestIngressMemoryIsBoundedByTheBudget(t *testing.T) {
 // called.
 func TestNewHTTPHandlerOptions(t *testing.T) {
 	var reached atomic.Int32
+	auth, err := flows.BearerToken("s3cret")
+	if err != nil {
+		t.Fatal(err)
+	}
 	h := flows.NewHTTPHandler(flows.HandlerFunc(func(context.Context, event.Event) (*event.Event, error) {
 		reached.Add(1)
 		return nil, nil
-	}), flows.IngressAuthenticator(flows.BearerToken("s3cret")))
+	}), flows.IngressAuthenticator(auth))
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, binaryRequest(io.NopCloser(strings.NewReader("{}")), 2))
 	if w.Code != 401 || reached.Load() != 0 {
