@@ -413,7 +413,9 @@ func TestIngressMemoryIsBoundedByTheBudget(t *testing.T) {
 			t.Errorf("client %d: %d, Retry-After %q; want 202, or 503 with Retry-After", i, a.status, a.retryAfter)
 		}
 	}
-	if slowest > wait+time.Second {
+	// The race detector slows the 400 handshakes several times over: there
+	// the bound is looser (the counts below still hold).
+	if bound := wait + time.Second; slowest > bound && (!raceEnabled || slowest > 5*bound) {
 		t.Errorf("the slowest answer took %s, want at most the wait (%s) plus a second", slowest, wait)
 	}
 	// The flow holds what its channel has room for, and the event its
