@@ -199,6 +199,9 @@ func newResolver(set *Set, reg *Registry, opts []Option, graph bool) *resolver {
 }
 
 func (r *resolver) fail(path string, err error) {
+	if hides(r.doc.hidden, path) {
+		return
+	}
 	if r.graph {
 		var ue *unboundError
 		if errors.As(err, &ue) {
