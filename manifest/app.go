@@ -137,20 +137,37 @@ func (n *flowNode) start(ctx context.Context, opts []flows.Option) (*flows.Flow,
 	}
 }
 
+// ErrNoFlow is wrapped by the error of [App.Flow] for a flow the app does
+// not have.
+var ErrNoFlow = errors.New("manifest: no such flow")
+
 // Flow returns the running flow of the Sequence, Parallel, InMemoryChannel
 // or Channel of that kind and name ("name" in the default namespace, or
-// "namespace/name"), or nil if there is none or the app is not started.
-func (a *App) Flow(kind, name string) *flows.Flow {
+// "namespace/name"). The error wraps [ErrNoFlow], naming the flows there
+// are, if the app has no such flow, and [ErrState] if it is not running.
+func (a *App) Flow(kind, name string) (*flows.Flow, error) {
 	ns, n, ok := strings.Cut(name, "/")
 	if !ok {
 		ns, n = DefaultNamespace, name
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if node := a.byKey[objectKey(kind, ns, n)]; node != nil {
-		return node.running
+	node := a.byKey[objectKey(kind, ns, n)]
+	if node == nil {
+		var have []string
+		for _, f := range a.decl {
+			have = append(have, f.doc.object())
+		}
+		there := "the app has none"
+		if len(have) > 0 {
+			there = "the app has " + strings.Join(have, ", ")
+		}
+		return nil, fmt.Errorf("%w: %s %q; %s", ErrNoFlow, kind, qualified(ns, n), there)
 	}
-	return nil
+	if node.running == nil || a.state != stateRunning {
+		return nil, fmt.Errorf("%w: %s is not running", ErrState, node.doc.object())
+	}
+	return node.running, nil
 }
 
 // Shutdown stops the app gracefully: the ping sources first, then each
