@@ -48,6 +48,8 @@ Commands:
   run        run the manifests: serve their flows over HTTP, start their sources
   graph      print the flows as a Mermaid flowchart or a Graphviz DOT graph
   validate   check the manifests and bindings; exit 1 with every problem
+  send       post CloudEvents (from a file of undelivered events, or from flags) to a URL
+  version    print the version of flows and of Go it was built with
 
 Run "flows <command> -h" for the flags of a command.
 `
@@ -77,6 +79,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, notify fu
 		return cmdGraph(args[1:], stdout, stderr)
 	case "validate":
 		return cmdValidate(args[1:], stdout, stderr)
+	case "version", "--version", "-version":
+		return cmdVersion(args[1:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "flows: unknown command %q\n\n%s", args[0], usage)
 	return 2

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -389,5 +390,33 @@ func TestSyncIngress(t *testing.T) {
 			t.Errorf("%v: POST = %d; want %d", tt.flags, got, tt.want)
 		}
 		p.interrupt(t)
+	}
+}
+
+// flows version prints the module version the build recorded (what `go
+// install ...@v0.1.0` stamps, "(devel)" here) and the Go version, as
+// `go version -m` reads them from the binary.
+func TestVersion(t *testing.T) {
+	out, err := exec.Command(bin, "version").Output()
+	if err != nil {
+		t.Fatalf("flows version: %v", err)
+	}
+	info, err := exec.Command("go", "version", "-m", bin).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var goVersion, modVersion string
+	for i, l := range strings.Split(string(info), "\n") {
+		f := strings.Fields(l)
+		switch {
+		case i == 0 && len(f) == 2:
+			goVersion = f[1]
+		case len(f) >= 3 && f[0] == "mod" && f[1] == "github.com/eventflows/flows/cmd":
+			modVersion = f[2]
+		}
+	}
+	f := strings.Fields(string(out))
+	if len(f) < 4 || f[0] != "flows" || f[1] != modVersion || f[2] != goVersion || f[3] != runtime.GOOS+"/"+runtime.GOARCH {
+		t.Errorf("flows version = %q; want flows %s %s %s/%s", out, modVersion, goVersion, runtime.GOOS, runtime.GOARCH)
 	}
 }
