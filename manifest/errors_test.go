@@ -14,13 +14,13 @@ type file struct{ name, text string }
 
 // build parses the files and builds them against a registry binding each
 // name in bound to a Go handler.
-func build(t *testing.T, files []file, reg *manifest.Registry) (*manifest.App, error) {
+func build(t *testing.T, files []file, reg *manifest.Registry, opts ...manifest.Option) (*manifest.App, error) {
 	t.Helper()
 	set := new(manifest.Set)
 	for _, f := range files {
 		set.Add(f.name, []byte(f.text))
 	}
-	return manifest.Build(set, reg)
+	return manifest.Build(set, reg, opts...)
 }
 
 func bindAll(kind string, names ...string) *manifest.Registry {

@@ -135,7 +135,7 @@ func (c *common) load(opts ...manifest.Option) (*manifest.App, error) {
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, notify func(chan<- os.Signal) func()) int {
 	c := newCommon("run", "Run the manifests: start their flows and sources, serve the flows' ingress on -listen,\n"+
 		"print them as `kubectl get` does, and log deliveries. Ctrl-C drains and exits.", stdout, stderr)
-	listen := c.fs.String("listen", "", "serve the flows' ingress on this `address`, such as 127.0.0.1:8080")
+	listen := c.fs.String("listen", "", "serve the flows' ingress on this `address`, such as 127.0.0.1:8080; a uri naming one of the flows' URLs there is that flow")
 	schedule := c.fs.String("schedule", "", "replace the schedule of every PingSource, e.g. \"* * * * * *\" for every second")
 	sync := c.fs.Bool("sync", false, "answer ingress requests once the flow is done with the event (Knative's default since v1.13)")
 	drain := c.fs.Duration("drain", 30*time.Second, "how long to wait for the flows to drain on Ctrl-C")
@@ -150,7 +150,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, notify
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 
-	opts := []manifest.Option{manifest.WithDeliveryLog(logger)}
+	opts := []manifest.Option{manifest.WithDeliveryLog(logger), manifest.WithServeAddress(*listen)}
 	if *schedule != "" {
 		opts = append(opts, manifest.WithSchedule(*schedule))
 	}
@@ -245,10 +245,11 @@ func cmdGraph(args []string, stdout, stderr io.Writer) int {
 func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	c := newCommon("validate", "Check the manifests (strictly: unknown kinds and fields are errors) and that every\n"+
 		"reference is declared or bound. Prints every problem and exits 1 if there is one.", stdout, stderr)
+	listen := c.fs.String("listen", "", "the `address` run will serve the flows on: a uri naming one of their URLs there is that flow, and a cycle is refused")
 	if code := c.parse(args); code >= 0 {
 		return code
 	}
-	app, err := c.load()
+	app, err := c.load(manifest.WithServeAddress(*listen))
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1

@@ -420,3 +420,39 @@ func TestVersion(t *testing.T) {
 		t.Errorf("flows version = %q; want flows %s %s %s/%s", out, modVersion, goVersion, runtime.GOOS, runtime.GOARCH)
 	}
 }
+
+// A reply to the flow's own ingress would send each event around forever:
+// validate and run refuse it, given the address run listens on.
+func TestOwnIngressIsACycle(t *testing.T) {
+	dir := t.TempDir()
+	loop := filepath.Join(dir, "loop.yaml")
+	os.WriteFile(loop, []byte(`apiVersion: flows.knative.dev/v1
+kind: Sequence
+metadata: {name: loop}
+spec:
+  steps:
+  - uri: http://127.0.0.1:9
+  reply:
+    uri: http://localhost:18080/default/loop-kn-sequence-0
+`), 0o644)
+	want := loop + `: Sequence "loop": spec.reply.uri: cycle: Sequence "loop" → Sequence "loop" ` +
+		`(http://localhost:18080/default/loop-kn-sequence-0 is the ingress of Sequence "loop"); flows must form a graph without cycles` + "\n"
+	for _, args := range [][]string{
+		{"validate", "-f", loop, "--listen", "127.0.0.1:18080"},
+		{"run", "-f", loop, "--listen", ":18080"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second) // run would loop, not exit
+		cmd := exec.CommandContext(ctx, bin, args...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		cmd.Run()
+		cancel()
+		if code := cmd.ProcessState.ExitCode(); code != 1 || stderr.String() != want {
+			t.Errorf("flows %s: exit %d, stderr:\n%s\nwant exit 1, stderr:\n%s", strings.Join(args, " "), code, stderr.String(), want)
+		}
+	}
+	// Served elsewhere, the reply is an HTTP destination like any other.
+	if out, err := exec.Command(bin, "validate", "-f", loop, "--listen", "127.0.0.1:18081").CombinedOutput(); err != nil {
+		t.Errorf("validate --listen 127.0.0.1:18081: %v\n%s", err, out)
+	}
+}
