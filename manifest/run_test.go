@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -717,5 +718,68 @@ func TestFlowLookupNamesWhatExists(t *testing.T) {
 	}
 	if f, err := app.Flow("Parallel", "default/odd-even-parallel"); f == nil || err != nil {
 		t.Errorf("Flow(Parallel, default/odd-even-parallel) = %v, %v", f, err)
+	}
+}
+
+// When the drain is cut short, Undelivered lists each flow's undelivered
+// events with the flow and its ingress URL, from the joined errors of
+// Shutdown, where errors.As would find the first flow's only.
+func TestUndeliveredNamesEachFlow(t *testing.T) {
+	hang := flows.HandlerFunc(func(ctx context.Context, e event.Event) (*event.Event, error) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	})
+	reg := new(manifest.Registry)
+	reg.Bind("Service", "first", hang)
+	set := parse(t, seqHead+stepFirst+`---
+apiVersion: messaging.knative.dev/v1
+kind: InMemoryChannel
+metadata: {name: orders, namespace: shop}
+---
+apiVersion: messaging.knative.dev/v1
+kind: Subscription
+metadata: {name: sub, namespace: shop}
+spec:
+  channel: {apiVersion: messaging.knative.dev/v1, kind: InMemoryChannel, name: orders}
+  subscriber: {ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: first}}
+`)
+	app, err := manifest.Build(set, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := app.Serve("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	for i, f := range []*flows.Flow{flow(t, app, "Sequence", "s"), flow(t, app, "InMemoryChannel", "shop/orders"), flow(t, app, "Sequence", "s")} {
+		if err := f.Send(context.Background(), newEvent(fmt.Sprint("e", i), time.Now(), `{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err = app.Shutdown(ctx)
+	var se *manifest.StopError
+	if !errors.As(err, &se) || se.Op != "stopping" || !strings.HasPrefix(err.Error(), "manifest: stopping ") {
+		t.Fatalf("Shutdown = %v; want StopErrors", err)
+	}
+	got := map[string][]string{}
+	for _, l := range manifest.Undelivered(err) {
+		key := l.Kind + " " + l.Namespace + "/" + l.Name + " " + strings.TrimPrefix(l.URL, srv.URL())
+		for _, e := range l.Events {
+			got[key] = append(got[key], e.ID())
+		}
+		slices.Sort(got[key])
+	}
+	want := map[string][]string{
+		"Sequence default/s /default/s-kn-sequence-0": {"e0", "e2"},
+		"InMemoryChannel shop/orders /shop/orders":    {"e1"},
+	}
+	if !maps.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("Undelivered = %v; want %v", got, want)
 	}
 }
