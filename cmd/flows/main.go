@@ -79,6 +79,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, notify fu
 		return cmdGraph(args[1:], stdout, stderr)
 	case "validate":
 		return cmdValidate(args[1:], stdout, stderr)
+	case "send":
+		return cmdSend(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		return cmdVersion(args[1:], stdout, stderr)
 	}
@@ -139,6 +141,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, notify
 	schedule := c.fs.String("schedule", "", "replace the schedule of every PingSource, e.g. \"* * * * * *\" for every second")
 	sync := c.fs.Bool("sync", false, "answer ingress requests once the flow is done with the event (Knative's default since v1.13)")
 	drain := c.fs.Duration("drain", 30*time.Second, "how long to wait for the flows to drain on Ctrl-C")
+	undelivered := c.fs.String("undelivered", "", "write the events accepted but not delivered when the drain is cut short to this `file`\n"+
+		"(JSON lines, one structured CloudEvent each, appended); by default a new flows-undelivered-<UTC time>.jsonl\n"+
+		"in the working directory. Send them again with flows send")
 	level := c.fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	if code := c.parse(args); code >= 0 {
 		return code
@@ -210,6 +215,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, notify
 	}
 	if err := app.Shutdown(dctx); err != nil {
 		logger.Error("flows: stopped with events not delivered", "error", err)
+		saveUndelivered(err, *undelivered, time.Now(), logger, stderr)
 		code = 1
 	} else {
 		logger.Info("flows: drained")
