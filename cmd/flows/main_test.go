@@ -308,13 +308,21 @@ func TestGraph(t *testing.T) {
 type lineWriter struct {
 	mu    sync.Mutex
 	buf   []byte
+	all   bytes.Buffer
 	lines chan string
+}
+
+func (w *lineWriter) text() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.all.String()
 }
 
 func (w *lineWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.buf = append(w.buf, p...)
+	w.all.Write(p)
 	for {
 		i := bytes.IndexByte(w.buf, '\n')
 		if i < 0 {
@@ -369,7 +377,12 @@ func TestSecondInterruptStopsAtOnce(t *testing.T) {
 			"--undelivered", file},
 			io.Discard, stderr, notify)
 	}()
-	c := <-sigs
+	var c chan<- os.Signal
+	select {
+	case c = <-sigs:
+	case got := <-code:
+		t.Fatalf("exit code %d before running; stderr:\n%s", got, stderr.text())
+	}
 	hung := <-entered // a ping is being delivered to the first step, which hangs
 	c <- os.Interrupt
 	stderr.waitFor(t, "flows: draining")
