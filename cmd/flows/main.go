@@ -5,7 +5,9 @@
 //	flows run -f sequence.yaml -f pingsource.yaml \
 //	    --bind Service/first=http://127.0.0.1:8081 ... --listen 127.0.0.1:8080
 //	flows graph -f parallel.yaml [--format mermaid|dot]
-//	flows validate -f sequence.yaml --bind Service/first=http://127.0.0.1:8081
+//	flows validate -f sequence.yaml --bind Service/first=http://127.0.0.1:8081 [--listen 127.0.0.1:8080]
+//	flows send --to http://127.0.0.1:8080/default/sequence-kn-sequence-0 --from flows-undelivered-….jsonl
+//	flows version
 //
 // The Knative Services the manifests refer to are bound with --bind to
 // URLs that follow Knative's subscriber contract (a CloudEvent in, an
@@ -16,7 +18,8 @@
 // (the flow's first channel, as Knative names it), prints the flows with
 // their URLs as `kubectl get` does, and logs every delivery to the
 // standard error. Ctrl-C drains the flows and exits; a second Ctrl-C stops
-// them at once.
+// them at once. Events accepted and not delivered when the drain is cut
+// short are written to a file (--undelivered), which send posts again.
 //
 // Install it from a checkout of the repository with: go install ./cmd/flows
 package main
