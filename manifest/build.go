@@ -721,7 +721,7 @@ func (r *resolver) lookup(kind, namespace, name string) (*target, error) {
 		t.url = b.url
 	default:
 		t.unbound = true
-		return t, &unboundError{ref: label}
+		return t, &unboundError{ref: label, near: r.reg.near(kind, namespace, name)}
 	}
 	return t, nil
 }

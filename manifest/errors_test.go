@@ -191,6 +191,15 @@ spec: {steps: []}
 			},
 		},
 		{
+			name:  "a typo in a binding's name: the error names the binding there is",
+			files: []file{seed(t, "sequence/sequence.yaml")},
+			reg:   bindAll("Service", "first", "secnod", "thrid", "thirdparty"),
+			want: []string{
+				`sequence.yaml: Sequence "sequence": spec.steps[1].ref: no binding for Service "second"; did you mean the binding Service/secnod?`,
+				`sequence.yaml: Sequence "sequence": spec.steps[2].ref: no binding for Service "third"; did you mean the binding Service/thrid?`,
+			},
+		},
+		{
 			name: "declared twice",
 			files: []file{
 				{"a.yaml", seqHead + stepFirst},

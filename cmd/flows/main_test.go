@@ -275,6 +275,10 @@ func TestValidate(t *testing.T) {
 				seed + `sequence/sequence.yaml: Sequence "sequence": spec.steps[2].ref: no binding for Service "third"` + "\n"},
 		{[]string{"validate", "-f", seed + "sequence", "--bind", "Service/first=http://127.0.0.1:8081",
 			"--bind", "Service/second=discard", "--bind", "Service/third=display"}, 0, "ok: 5 objects\n", ""},
+		{[]string{"validate", "-f", seed + "sequence", "--bind", "Service/first=http://127.0.0.1:8081",
+			"--bind", "Service/secnod=discard", "--bind", "Service/thrid=display"}, 1, "",
+			seed + `sequence/sequence.yaml: Sequence "sequence": spec.steps[1].ref: no binding for Service "second"; did you mean the binding Service/secnod?` + "\n" +
+				seed + `sequence/sequence.yaml: Sequence "sequence": spec.steps[2].ref: no binding for Service "third"; did you mean the binding Service/thrid?` + "\n"},
 		{[]string{"validate"}, 2, "", "flows: no manifests: give at least one -f FILE\n"},
 		{[]string{"validate", "-f", seed + "sequence", "--bind", "first=x"}, 2, "",
 			`invalid value "first=x" for flag -bind: manifest: reference "first": want Kind/name or Kind/namespace/name, such as Service/first`},
@@ -611,5 +615,34 @@ spec:
 	// Served elsewhere, the reply is an HTTP destination like any other.
 	if out, err := exec.Command(bin, "validate", "-f", loop, "--listen", "127.0.0.1:18081").CombinedOutput(); err != nil {
 		t.Errorf("validate --listen 127.0.0.1:18081: %v\n%s", err, out)
+	}
+}
+
+// validate reports typos and the other problems of the same document in
+// one run: the unknown fields with their hints, an invalid duration, a
+// missing apiVersion and a bad URI.
+func TestValidateReportsEveryProblem(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "typos.yaml")
+	os.WriteFile(file, []byte(`kind: Sequence
+metadata: {name: typos}
+spec:
+  steps:
+  - uri: http://127.0.0.1:9
+    delivery: {retyr: 3, backoffPolicy: linear, backoffDelay: 200ms}
+  replly: {uri: http://127.0.0.1:9}
+  reply: {uri: "ftp://example.com"}
+`), 0o644)
+	cmd := exec.Command(bin, "validate", "-f", file)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	cmd.Run()
+	p := file + `: Sequence "typos": `
+	want := p + "apiVersion: missing; want flows.knative.dev/v1\n" +
+		p + `spec.replly: unknown field; did you mean "reply"?` + "\n" +
+		p + `spec.steps[0].delivery.retyr: unknown field; did you mean "retry"?` + "\n" +
+		p + `spec.steps[0].delivery.backoffDelay: invalid duration "200ms": does not start with "P"; want an ISO-8601 duration such as "PT0.2S" or "PT1M30S"` + "\n" +
+		p + `spec.reply.uri: "ftp://example.com" is not an absolute http or https URL` + "\n"
+	if code := cmd.ProcessState.ExitCode(); code != 1 || stderr.String() != want {
+		t.Errorf("exit %d, stderr:\n%s\nwant exit 1, stderr:\n%s", code, stderr.String(), want)
 	}
 }
