@@ -137,20 +137,37 @@ func (n *flowNode) start(ctx context.Context, opts []flows.Option) (*flows.Flow,
 	}
 }
 
+// ErrNoFlow is wrapped by the error of [App.Flow] for a flow the app does
+// not have.
+var ErrNoFlow = errors.New("manifest: no such flow")
+
 // Flow returns the running flow of the Sequence, Parallel, InMemoryChannel
 // or Channel of that kind and name ("name" in the default namespace, or
-// "namespace/name"), or nil if there is none or the app is not started.
-func (a *App) Flow(kind, name string) *flows.Flow {
+// "namespace/name"). The error wraps [ErrNoFlow], naming the flows there
+// are, if the app has no such flow, and [ErrState] if it is not running.
+func (a *App) Flow(kind, name string) (*flows.Flow, error) {
 	ns, n, ok := strings.Cut(name, "/")
 	if !ok {
 		ns, n = DefaultNamespace, name
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if node := a.byKey[objectKey(kind, ns, n)]; node != nil {
-		return node.running
+	node := a.byKey[objectKey(kind, ns, n)]
+	if node == nil {
+		var have []string
+		for _, f := range a.decl {
+			have = append(have, f.doc.object())
+		}
+		there := "the app has none"
+		if len(have) > 0 {
+			there = "the app has " + strings.Join(have, ", ")
+		}
+		return nil, fmt.Errorf("%w: %s %q; %s", ErrNoFlow, kind, qualified(ns, n), there)
 	}
-	return nil
+	if node.running == nil || a.state != stateRunning {
+		return nil, fmt.Errorf("%w: %s is not running", ErrState, node.doc.object())
+	}
+	return node.running, nil
 }
 
 // Shutdown stops the app gracefully: the ping sources first, then each
@@ -167,23 +184,101 @@ func (a *App) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	a.state = stateStopping
+	base := a.baseURL
 	a.mu.Unlock()
 	// The lock is not held while draining, so that Status still answers.
 	var errs []error
 	for _, s := range a.sources {
 		if err := s.running.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("manifest: stopping %s: %w", s.doc.object(), err))
+			errs = append(errs, stopError("stopping", s.doc, base, "", err))
 		}
 	}
 	for _, n := range slices.Backward(a.flows) {
 		if err := n.running.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("manifest: stopping %s: %w", n.doc.object(), err))
+			errs = append(errs, stopError("stopping", n.doc, base, n.ingressPath(), err))
 		}
 	}
 	a.mu.Lock()
 	a.state = stateStopped
 	a.mu.Unlock()
 	return errors.Join(errs...)
+}
+
+// A StopError is the error of one flow or source when [App.Shutdown] or
+// [App.Close] stops it, such as a [*flows.UndeliveredError] listing the
+// events a flow accepted and did not deliver. Those errors are joined: to
+// find every flow's, walk them with errors.As on each, or use
+// [Undelivered].
+type StopError struct {
+	Kind, Namespace, Name string
+	// URL is the flow's ingress URL when the app was served over HTTP
+	// (see [App.Serve]): where its undelivered events can be sent again.
+	URL string
+	Op  string // "stopping" or "closing"
+	Err error
+}
+
+// Error reads "manifest: stopping Sequence "sequence": ...".
+func (e *StopError) Error() string {
+	d := Document{kind: e.Kind, namespace: e.Namespace, name: e.Name}
+	return "manifest: " + e.Op + " " + d.object() + ": " + e.Err.Error()
+}
+
+// Unwrap returns the flow's or source's error.
+func (e *StopError) Unwrap() error { return e.Err }
+
+// stopError wraps the error of stopping d; base is the app's server URL.
+func stopError(op string, d *Document, base, path string, err error) error {
+	e := &StopError{Kind: d.kind, Namespace: d.namespace, Name: d.name, Op: op, Err: err}
+	if base != "" && path != "" {
+		e.URL = strings.TrimSuffix(base, "/") + path
+	}
+	return e
+}
+
+// Lost is the events one flow of an App did not deliver.
+type Lost struct {
+	Kind, Namespace, Name string
+	URL                   string // the flow's ingress URL, if the app was served
+	Events                []event.Event
+}
+
+// Undelivered gathers the events that err, as [App.Shutdown] or
+// [App.Close] returns it, reports as not delivered, flow by flow in the
+// order they stopped. A flow used as a step, reply or sink of another
+// holds its own copy of what the other is waiting for, so an event may be
+// listed under both.
+func Undelivered(err error) []Lost {
+	var out []Lost
+	var walk func(err error, stop *StopError)
+	walk = func(err error, stop *StopError) {
+		switch e := err.(type) {
+		case nil:
+			return
+		case *StopError:
+			stop = e
+		case *flows.UndeliveredError:
+			if len(e.Events) == 0 {
+				return
+			}
+			l := Lost{Events: e.Events}
+			if stop != nil {
+				l.Kind, l.Namespace, l.Name, l.URL = stop.Kind, stop.Namespace, stop.Name, stop.URL
+			}
+			out = append(out, l)
+			return
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				walk(e, stop)
+			}
+		case interface{ Unwrap() error }:
+			walk(u.Unwrap(), stop)
+		}
+	}
+	walk(err, nil)
+	return out
 }
 
 // Close stops the app at once: sources stop, and flows drop the events
@@ -209,7 +304,7 @@ func (a *App) closeLocked() error {
 	for _, n := range slices.Backward(a.flows) {
 		if n.running != nil {
 			if err := n.running.Close(); err != nil {
-				errs = append(errs, fmt.Errorf("manifest: closing %s: %w", n.doc.object(), err))
+				errs = append(errs, stopError("closing", n.doc, a.baseURL, n.ingressPath(), err))
 			}
 		}
 	}

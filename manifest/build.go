@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,9 +27,10 @@ import (
 type Option func(*config)
 
 type config struct {
-	schedule string
-	logger   *slog.Logger
-	client   *http.Client
+	schedule  string
+	serveAddr string
+	logger    *slog.Logger
+	client    *http.Client
 }
 
 // WithSchedule replaces the schedule of every PingSource, for example with
@@ -122,6 +124,7 @@ type flowNode struct {
 type dependency struct {
 	to   *flowNode
 	path string
+	url  string // the URL that names the flow's own ingress, if that is how it is reached
 }
 
 type subscriptionNode struct {
@@ -180,6 +183,8 @@ type resolver struct {
 	// refs from documents to declared services
 	referenced map[string]bool
 	clients    map[string]*http.Client
+	self       *selfAddress         // where the app will be served, if known
+	byPath     map[string]*flowNode // flows by ingress path
 }
 
 func newResolver(set *Set, reg *Registry, opts []Option, graph bool) *resolver {
@@ -190,7 +195,8 @@ func newResolver(set *Set, reg *Registry, opts []Option, graph bool) *resolver {
 	for _, o := range opts {
 		o(&app.cfg)
 	}
-	r := &resolver{set: set, reg: reg, app: app, graph: graph, referenced: map[string]bool{}, clients: map[string]*http.Client{}}
+	r := &resolver{set: set, reg: reg, app: app, graph: graph, referenced: map[string]bool{}, clients: map[string]*http.Client{},
+		self: newSelfAddress(app.cfg.serveAddr), byPath: map[string]*flowNode{}}
 	for _, f := range set.files {
 		r.errs.fileOrder(f)
 	}
@@ -199,6 +205,9 @@ func newResolver(set *Set, reg *Registry, opts []Option, graph bool) *resolver {
 }
 
 func (r *resolver) fail(path string, err error) {
+	if hides(r.doc.hidden, path) {
+		return
+	}
 	if r.graph {
 		var ue *unboundError
 		if errors.As(err, &ue) {
@@ -214,7 +223,7 @@ func (r *resolver) resolve() {
 	docs := r.set.Documents
 	// Index the flows first, so that references resolve whatever the order.
 	var flowsInOrder []*flowNode
-	byPath := map[string]*flowNode{}
+	byPath := r.byPath
 	for i := range docs {
 		d := &docs[i]
 		if flowKinds[d.kind] {
@@ -584,13 +593,49 @@ func (r *resolver) destination(path string, d *Destination, structured bool, fro
 			}
 		}
 	}
-	if t.url != "" && t.handler == nil {
+	if t.url != "" && t.handler == nil && t.flow == nil {
+		field := sub("uri")
+		if d.URI == "" {
+			field = sub("ref")
+		}
+		if n, ok := r.ownIngress(field, t, from); ok {
+			return target{flow: n, ref: cmpString(t.ref, n.doc.object()), url: t.url}
+		}
 		if err := checkURL(t.url); err != nil && d.URI == "" {
 			r.fail(sub("ref"), fmt.Errorf("%s is bound to an invalid URL: %w", t.ref, err))
 		}
 		t.handler = r.httpTarget(t.url, t.client, structured)
 	}
 	return t
+}
+
+// ownIngress finds the flow whose ingress t's URL names, when the app is
+// to be served on that URL's address; from depends on it. A URL of the
+// app's address where no flow is served is reported at path.
+func (r *resolver) ownIngress(path string, t target, from *flowNode) (*flowNode, bool) {
+	u, err := url.Parse(t.url)
+	if err != nil || !r.self.names(u) {
+		return nil, false
+	}
+	n := r.byPath[u.Path]
+	if n == nil {
+		paths := make([]string, 0, len(r.byPath))
+		for p := range r.byPath {
+			paths = append(paths, p)
+		}
+		slices.Sort(paths)
+		there := "it serves no flow"
+		if len(paths) > 0 {
+			there = "its flows are at " + strings.Join(paths, ", ")
+		}
+		r.failf(path, "%s is this app's own address (%s), where no flow is served at %q; %s",
+			t.url, r.app.cfg.serveAddr, u.Path, there)
+		return nil, false
+	}
+	if from != nil {
+		from.deps = append(from.deps, dependency{to: n, path: path, url: t.url})
+	}
+	return n, true
 }
 
 func checkURL(s string) error {
@@ -676,7 +721,7 @@ func (r *resolver) lookup(kind, namespace, name string) (*target, error) {
 		t.url = b.url
 	default:
 		t.unbound = true
-		return t, &unboundError{ref: label}
+		return t, &unboundError{ref: label, near: r.reg.near(kind, namespace, name)}
 	}
 	return t, nil
 }
@@ -803,7 +848,11 @@ func (r *resolver) order(nodes []*flowNode) {
 				}
 				names = append(names, dep.to.doc.object())
 				r.doc = n.doc
-				r.failf(dep.path, "cycle: %s; flows must form a graph without cycles", strings.Join(names, " → "))
+				via := ""
+				if dep.url != "" {
+					via = fmt.Sprintf(" (%s is the ingress of %s)", dep.url, dep.to.doc.object())
+				}
+				r.failf(dep.path, "cycle: %s%s; flows must form a graph without cycles", strings.Join(names, " → "), via)
 			}
 		}
 		stack = stack[:len(stack)-1]

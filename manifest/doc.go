@@ -16,7 +16,12 @@
 // and the ping sources, serves the flows' ingress over HTTP at Knative's
 // channel paths ([App.Serve]), reports their status as `kubectl get` does
 // ([App.Status], [WriteStatus]), draws them as Mermaid or Graphviz DOT
-// ([App.Graph]), and drains them on Shutdown.
+// ([App.Graph]), and drains them on Shutdown; [Undelivered] lists, flow by
+// flow, the events a Shutdown cut short did not deliver.
+//
+// [WithServeAddress] tells Build where the app will be served: a uri that
+// names one of the app's own ingress URLs is then that flow, so that a
+// flow sending to itself over HTTP is refused as a cycle.
 //
 // A PingSource whose sink is a flow is done with each event once the flow
 // has accepted it, as with a channel ingress that answers 202 at once.

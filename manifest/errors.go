@@ -56,10 +56,16 @@ func (e *Error) Error() string {
 // Unwrap returns [flows.ErrInvalid] and the cause.
 func (e *Error) Unwrap() []error { return []error{flows.ErrInvalid, e.Err} }
 
-// unboundError is the cause of a missing binding.
-type unboundError struct{ ref string }
+// unboundError is the cause of a missing binding; near is a binding
+// whose name is close, probably the one meant.
+type unboundError struct{ ref, near string }
 
-func (e *unboundError) Error() string { return "no binding for " + e.ref }
+func (e *unboundError) Error() string {
+	if e.near != "" {
+		return "no binding for " + e.ref + "; did you mean the binding " + e.near + "?"
+	}
+	return "no binding for " + e.ref
+}
 func (e *unboundError) Unwrap() error { return ErrNoBinding }
 
 // errorList collects Errors and sorts them by file, document and the order

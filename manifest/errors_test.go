@@ -14,13 +14,13 @@ type file struct{ name, text string }
 
 // build parses the files and builds them against a registry binding each
 // name in bound to a Go handler.
-func build(t *testing.T, files []file, reg *manifest.Registry) (*manifest.App, error) {
+func build(t *testing.T, files []file, reg *manifest.Registry, opts ...manifest.Option) (*manifest.App, error) {
 	t.Helper()
 	set := new(manifest.Set)
 	for _, f := range files {
 		set.Add(f.name, []byte(f.text))
 	}
-	return manifest.Build(set, reg)
+	return manifest.Build(set, reg, opts...)
 }
 
 func bindAll(kind string, names ...string) *manifest.Registry {
@@ -121,6 +121,7 @@ spec:
 				`s.yaml: Sequence "s": spec.reply: want an object, got string "http://example.com"`,
 				`s.yaml: Sequence "s": spec.steps[0].delivery.backoffDelay: want a string, got number 1`,
 				`s.yaml: Sequence "s": spec.steps[0].delivery.retry: want an integer, got string "3"`,
+				`s.yaml: Sequence "s": spec.steps[0].ref: no binding for Service "first"`,
 			},
 		},
 		{
@@ -163,8 +164,10 @@ metadata: {name: noversion}
 `}},
 			want: []string{
 				`k.yaml: document 1: kind: Broker (eventing.knative.dev/v1) is not supported; supported kinds: Sequence, Parallel (flows.knative.dev/v1); PingSource (sources.knative.dev/v1, sources.knative.dev/v1beta1); Subscription, InMemoryChannel, Channel (messaging.knative.dev/v1); Service (serving.knative.dev/v1)`,
-				`k.yaml: document 2: apiVersion: Sequence "flows.knative.dev/v1beta1" is not supported; use flows.knative.dev/v1`,
-				`k.yaml: document 3: apiVersion: missing`,
+				`k.yaml: Sequence "old": apiVersion: Sequence "flows.knative.dev/v1beta1" is not supported; use flows.knative.dev/v1`,
+				`k.yaml: Sequence "old": spec.steps: missing: a Sequence needs at least one step`,
+				`k.yaml: Sequence "noversion": apiVersion: missing; want flows.knative.dev/v1`,
+				`k.yaml: Sequence "noversion": spec.steps: missing: a Sequence needs at least one step`,
 				`k.yaml: document 4: want an object with apiVersion and kind, got a list`,
 			},
 		},
@@ -182,7 +185,18 @@ spec: {steps: []}
 `}},
 			want: []string{
 				`n.yaml: document 1: metadata.name: missing`,
+				`n.yaml: document 1: spec.steps: missing: a Sequence needs at least one step`,
 				`n.yaml: Sequence "Bad_Name": metadata.name: "Bad_Name" is not a valid name: use lower-case letters, digits, '-' and '.', starting and ending with a letter or digit`,
+				`n.yaml: Sequence "Bad_Name": spec.steps: missing: a Sequence needs at least one step`,
+			},
+		},
+		{
+			name:  "a typo in a binding's name: the error names the binding there is",
+			files: []file{seed(t, "sequence/sequence.yaml")},
+			reg:   bindAll("Service", "first", "secnod", "thrid", "thirdparty"),
+			want: []string{
+				`sequence.yaml: Sequence "sequence": spec.steps[1].ref: no binding for Service "second"; did you mean the binding Service/secnod?`,
+				`sequence.yaml: Sequence "sequence": spec.steps[2].ref: no binding for Service "third"; did you mean the binding Service/thrid?`,
 			},
 		},
 		{
@@ -480,5 +494,54 @@ metadata:
 		`y.yaml: document 3: yaml: unmarshal errors: line 11: key "a" already set in map`
 	if err == nil || err.Error() != want {
 		t.Errorf("error:\n%v\nwant:\n%s", err, want)
+	}
+}
+
+// Unknown fields do not hide the other problems of their document: one run
+// reports the typos with their hints, the invalid values beside them and a
+// missing apiVersion, and nothing that follows from the typos themselves.
+func TestUnknownFieldsDoNotHideOtherProblems(t *testing.T) {
+	_, err := build(t, []file{{"s.yaml", seqHead + stepFirst + `    delivery:
+      retyr: 3
+      backoffPolicy: linear
+      backoffDelay: 200ms
+  replly:
+    uri: http://127.0.0.1:9/reply
+  reply:
+    uri: "ftp://example.com/x"
+---
+kind: Sequence
+metadata:
+  name: t
+spec:
+  stpes:
+  - uri: http://127.0.0.1:9
+  steps:
+  - uri: "not a url"
+    delivery: {timeout: 5s, deadLeterSink: {uri: http://127.0.0.1:9}}
+---
+apiVersion: sources.knative.dev/v1
+kind: PingSource
+metadata: {name: p}
+spec:
+  schedule: "61 * * * *"
+  sink:
+    reff: {apiVersion: serving.knative.dev/v1, kind: Service, name: nowhere}
+`}}, bindAll("Service", "first"))
+	want := []string{
+		`s.yaml: Sequence "s": spec.replly: unknown field; did you mean "reply"?`,
+		`s.yaml: Sequence "s": spec.steps[0].delivery.retyr: unknown field; did you mean "retry"?`,
+		`s.yaml: Sequence "s": spec.steps[0].delivery.backoffDelay: invalid duration "200ms": does not start with "P"; want an ISO-8601 duration such as "PT0.2S" or "PT1M30S"`,
+		`s.yaml: Sequence "s": spec.reply.uri: "ftp://example.com/x" is not an absolute http or https URL`,
+		`s.yaml: Sequence "t": apiVersion: missing; want flows.knative.dev/v1`,
+		`s.yaml: Sequence "t": spec.steps[0].delivery.deadLeterSink: unknown field; did you mean "deadLetterSink"?`,
+		`s.yaml: Sequence "t": spec.stpes: unknown field; did you mean "steps"?`,
+		`s.yaml: Sequence "t": spec.steps[0].delivery.timeout: invalid duration "5s": does not start with "P"; want an ISO-8601 duration such as "PT0.2S" or "PT1M30S"`,
+		`s.yaml: Sequence "t": spec.steps[0].uri: "not a url" is not an absolute http or https URL`,
+		`s.yaml: PingSource "p": spec.sink.reff: unknown field; did you mean "ref"?`,
+		`s.yaml: PingSource "p": spec.schedule: "61 * * * *": end of range (61) above maximum (59): 61`,
+	}
+	if err == nil || err.Error() != strings.Join(want, "\n") {
+		t.Errorf("Build error:\n%v\nwant:\n%s", err, strings.Join(want, "\n"))
 	}
 }

@@ -73,7 +73,12 @@ func ExampleBuild() {
 	e.SetSource("example")
 	e.SetType("greeting")
 	e.SetData(event.ApplicationJSON, map[string]string{"message": "hello, world!"})
-	app.Flow("Sequence", "sequence").Handle(context.Background(), e)
+	seq, err := app.Flow("Sequence", "sequence")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	seq.Handle(context.Background(), e)
 	// Output: {"message":"hello, world! - Handled by 0 - Handled by 1"}
 }
 

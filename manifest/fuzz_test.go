@@ -28,6 +28,7 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add([]byte("apiVersion: flows.knative.dev/v1\nkind: Sequence\nmetadata: {name: s}\nspec:\n  steps:\n  - uri: http://127.0.0.1:1\n    delivery: {retry: 2, backoffDelay: PT0.2S}\n"))
 	f.Add([]byte("---\n---\nkind: [\n"))
+	f.Add([]byte("kind: Sequence\nmetadata: {name: s}\nspec:\n  stpes: 1\n  steps: [x, {uri: 'http://localhost:8080/default/s-kn-sequence-0', delivery: {retyr: 1, timeout: 5s}}]\n  reply: {uri: 'http://[::1]:8080/x'}\n"))
 	f.Add([]byte("apiVersion: v1\nkind: Service\nmetadata: {name: x}\n&a [*a, *a]"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		set, err := manifest.Parse("fuzz.yaml", data)
@@ -39,11 +40,12 @@ func FuzzParse(f *testing.F) {
 			if !strings.HasPrefix(err.Error(), "fuzz.yaml") {
 				t.Fatalf("error does not name the file: %v", err)
 			}
-			return
 		}
-		// Whatever parsed must build or fail with an error, never panic;
-		// unbound references are the common outcome.
-		app, err := manifest.Build(set, &manifest.Registry{})
+		// Whatever parsed, with problems or not, must build or fail with
+		// an error, never panic: documents with unknown fields are built
+		// too, so that their other problems show. Unbound references are
+		// the common outcome.
+		app, err := manifest.Build(set, &manifest.Registry{}, manifest.WithServeAddress(":8080"))
 		if err == nil && app != nil {
 			app.Close()
 		}

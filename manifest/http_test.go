@@ -75,7 +75,7 @@ spec:
 	reg.Bind("Service", "display", display)
 	app := start(t, set, &reg, manifest.WithDeliveryLog(logger))
 
-	if _, err := app.Flow("Sequence", "s").Handle(context.Background(), newEvent("h1", time.Now(), `{"message":"hi"}`)); err != nil {
+	if _, err := flow(t, app, "Sequence", "s").Handle(context.Background(), newEvent("h1", time.Now(), `{"message":"hi"}`)); err != nil {
 		t.Fatal(err)
 	}
 	if e := display.next(t); string(e.Data()) != `{"id":0,"message":"hi - Handled by 0 - Handled by 1"}` {
@@ -134,7 +134,7 @@ spec:
 				doc += "    CACerts: |\n      " + strings.ReplaceAll(strings.TrimSpace(tt.caCerts), "\n", "\n      ") + "\n"
 			}
 			app := start(t, parse(t, doc), nil)
-			_, err := app.Flow("Sequence", "s").Handle(context.Background(), newEvent("c", time.Now(), `{}`))
+			_, err := flow(t, app, "Sequence", "s").Handle(context.Background(), newEvent("c", time.Now(), `{}`))
 			if (err == nil) != (tt.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tt.wantErr)) {
 				t.Errorf("Handle = %v; want error containing %q", err, tt.wantErr)
 			}
@@ -238,7 +238,7 @@ spec:
   steps:
   - uri: `+srv.URL+"\n")
 	app := start(t, set, nil, manifest.WithHTTPClient(&http.Client{Transport: headerTransport{}}))
-	if _, err := app.Flow("Sequence", "s").Handle(context.Background(), newEvent("c", time.Now(), `{}`)); err != nil {
+	if _, err := flow(t, app, "Sequence", "s").Handle(context.Background(), newEvent("c", time.Now(), `{}`)); err != nil {
 		t.Fatal(err)
 	}
 	if h := <-seen; h != "from WithHTTPClient" {

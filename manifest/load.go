@@ -41,10 +41,13 @@ type Document struct {
 
 	// Object is the decoded object: *Sequence, *Parallel, *PingSource,
 	// *PingSourceV1Beta1, *Subscription, *InMemoryChannel, *Channel or
-	// *Service. It is nil if the document did not decode.
+	// *Service. It is nil if the document did not decode. A document with
+	// unknown fields or values of the wrong type (see [Set.Err]) holds the
+	// rest of its fields.
 	Object any
 
 	kind, name, namespace string
+	hidden                []string // paths of problems that follow from the decoding ones
 }
 
 // Kind returns the document's kind, such as "Sequence".
@@ -320,13 +323,11 @@ func (s *Set) decode(l *errorList, file string, index int, chunk []byte, firstLi
 	if d.namespace == "" {
 		d.namespace = DefaultNamespace
 	}
-	if apiVersion == "" || kind == "" {
+	if kind == "" {
 		if apiVersion == "" {
 			fail("apiVersion", "missing")
 		}
-		if kind == "" {
-			fail("kind", "missing")
-		}
+		fail("kind", "missing")
 		return d, false
 	}
 	var info *kindInfo
@@ -339,15 +340,29 @@ func (s *Set) decode(l *errorList, file string, index int, chunk []byte, firstLi
 			otherVersions = append(otherVersions, kindTable[i].apiVersion)
 		}
 	}
-	if info == nil {
-		if len(otherVersions) > 0 {
-			fail("apiVersion", "%s %q is not supported; use %s", kind, apiVersion, strings.Join(otherVersions, " or "))
-		} else {
-			fail("kind", "%s (%s) is not supported; supported kinds: %s", kind, apiVersion, supportedKinds)
+	if len(otherVersions) == 0 {
+		if apiVersion == "" {
+			fail("apiVersion", "missing")
 		}
+		fail("kind", "%s (%s) is not supported; supported kinds: %s", kind, apiVersion, supportedKinds)
 		return d, false
 	}
 	d.kind = kind
+	if info == nil {
+		// A known kind: report the version, then check the document as the
+		// kind's first version, so that its other problems show too.
+		if apiVersion == "" {
+			fail("apiVersion", "missing; want %s", strings.Join(otherVersions, " or "))
+		} else {
+			fail("apiVersion", "%s %q is not supported; use %s", kind, apiVersion, strings.Join(otherVersions, " or "))
+		}
+		for i := range kindTable {
+			if kindTable[i].kind == kind {
+				info = &kindTable[i]
+				break
+			}
+		}
+	}
 
 	obj := info.new()
 	var c checker
@@ -364,14 +379,21 @@ func (s *Set) decode(l *errorList, file string, index int, chunk []byte, firstLi
 	for _, p := range c.problems {
 		l.add(&Error{File: file, Document: index, Object: d.object(), Path: p.path, Err: p.err})
 	}
+	d.hidden = c.hidden
+	// Decode what is left once the checker pruned the unknown fields and
+	// the values of the wrong type, so that Build reports the problems of
+	// the rest of the document too.
 	if len(c.problems) > 0 {
-		return d, true // kept, without Object, so that references to it resolve
+		if js, err = json.Marshal(generic); err != nil {
+			fail("", "%v", err)
+			return d, true
+		}
 	}
 	dec = json.NewDecoder(bytes.NewReader(js))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(obj); err != nil {
 		fail("", "%v", err)
-		return d, true
+		return d, true // kept, without Object, so that references to it resolve
 	}
 	d.Object = obj
 	for _, prev := range s.Documents {
@@ -386,12 +408,15 @@ func (s *Set) decode(l *errorList, file string, index int, chunk []byte, firstLi
 
 // checker walks a decoded JSON value along a Go type and reports unknown
 // fields (matched exactly, as Kubernetes does, not case-insensitively as
-// encoding/json does) and values of the wrong type, with their paths.
+// encoding/json does) and values of the wrong type, with their paths. It
+// removes what it reports from the value, so that the rest decodes, and
+// notes in hidden the paths whose later problems would only repeat its own.
 type checker struct {
 	problems []struct {
 		path string
 		err  error
 	}
+	hidden []string
 }
 
 func (c *checker) add(path, format string, args ...any) {
@@ -401,6 +426,13 @@ func (c *checker) add(path, format string, args ...any) {
 	}{path, fmt.Errorf(format, args...)})
 }
 
+// wrong reports a value of the wrong type at path.
+func (c *checker) wrong(path, format string, args ...any) bool {
+	c.add(path, format, args...)
+	c.hidden = append(c.hidden, path)
+	return false
+}
+
 func join(path, field string) string {
 	if path == "" {
 		return field
@@ -408,21 +440,21 @@ func join(path, field string) string {
 	return path + "." + field
 }
 
-func (c *checker) check(path string, v any, t reflect.Type) {
+// check reports whether v is of type t; when it is not, v is to be dropped.
+func (c *checker) check(path string, v any, t reflect.Type) bool {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
 	if v == nil {
-		return // null: the zero value
+		return true // null: the zero value
 	}
 	switch t.Kind() {
 	case reflect.Interface:
-		return
+		return true
 	case reflect.Struct:
 		m, ok := v.(map[string]any)
 		if !ok {
-			c.add(path, "want an object, got %s", describe(v))
-			return
+			return c.wrong(path, "want an object, got %s", describe(v))
 		}
 		fields := jsonFields(t)
 		keys := make([]string, 0, len(m))
@@ -435,49 +467,79 @@ func (c *checker) check(path string, v any, t reflect.Type) {
 			if !ok {
 				if s := suggest(k, fields); s != "" {
 					c.add(join(path, k), "unknown field; did you mean %q?", s)
+					// What the typo leaves missing is the typo's problem:
+					// the object it is in, and the field it was meant as.
+					if _, given := m[s]; !given {
+						c.hidden = append(c.hidden, join(path, s))
+					}
+					if path != "" {
+						c.hidden = append(c.hidden, "="+path)
+					}
 				} else {
 					c.add(join(path, k), "unknown field")
 				}
+				delete(m, k)
 				continue
 			}
-			c.check(join(path, k), m[k], ft)
+			if !c.check(join(path, k), m[k], ft) {
+				delete(m, k)
+			}
 		}
 	case reflect.Map:
 		m, ok := v.(map[string]any)
 		if !ok {
-			c.add(path, "want an object, got %s", describe(v))
-			return
+			return c.wrong(path, "want an object, got %s", describe(v))
 		}
 		for k, e := range m {
-			c.check(join(path, k), e, t.Elem())
+			if !c.check(join(path, k), e, t.Elem()) {
+				delete(m, k)
+			}
 		}
 	case reflect.Slice:
 		a, ok := v.([]any)
 		if !ok {
-			c.add(path, "want a list, got %s", describe(v))
-			return
+			return c.wrong(path, "want a list, got %s", describe(v))
 		}
 		for i, e := range a {
-			c.check(fmt.Sprintf("%s[%d]", path, i), e, t.Elem())
+			if !c.check(fmt.Sprintf("%s[%d]", path, i), e, t.Elem()) {
+				a[i] = nil
+			}
 		}
 	case reflect.String:
 		if _, ok := v.(string); !ok {
-			c.add(path, "want a string, got %s", describe(v))
+			return c.wrong(path, "want a string, got %s", describe(v))
 		}
 	case reflect.Bool:
 		if _, ok := v.(bool); !ok {
-			c.add(path, "want true or false, got %s", describe(v))
+			return c.wrong(path, "want true or false, got %s", describe(v))
 		}
 	case reflect.Int32, reflect.Int64, reflect.Int:
 		n, ok := v.(json.Number)
 		if !ok {
-			c.add(path, "want an integer, got %s", describe(v))
-			return
+			return c.wrong(path, "want an integer, got %s", describe(v))
 		}
 		if _, err := strconv.ParseInt(string(n), 10, t.Bits()); err != nil {
-			c.add(path, "want an integer of %d bits, got %s", t.Bits(), n)
+			return c.wrong(path, "want an integer of %d bits, got %s", t.Bits(), n)
 		}
 	}
+	return true
+}
+
+// hides reports whether a problem at path only repeats one of the checker's:
+// it is at or under a hidden path, or exactly at a hidden "=path".
+func hides(hidden []string, path string) bool {
+	for _, h := range hidden {
+		if exact, ok := strings.CutPrefix(h, "="); ok {
+			if path == exact {
+				return true
+			}
+			continue
+		}
+		if rest, ok := strings.CutPrefix(path, h); ok && (rest == "" || rest[0] == '.' || rest[0] == '[') {
+			return true
+		}
+	}
+	return false
 }
 
 // jsonFields maps the JSON names of t's fields to their types, inlining

@@ -108,3 +108,35 @@ func (r *Registry) lookup(kind, namespace, name string) (binding, bool) {
 	b, ok := r.m[registryKey(kind, name)]
 	return b, ok
 }
+
+// near returns the binding of that kind whose name is closest to name (or
+// namespace/name), if one is close enough to be a typo of it: the binding
+// a missing one was probably meant as.
+func (r *Registry) near(kind, namespace, name string) string {
+	if r == nil {
+		return ""
+	}
+	// Short names are close to many others: allow fewer edits.
+	allowed := 0
+	switch {
+	case len(name) >= 5:
+		allowed = 2
+	case len(name) >= 3:
+		allowed = 1
+	}
+	best, bestDist := "", allowed+1
+	for k := range r.m {
+		bk, bn, _ := strings.Cut(k, "/")
+		if bk != kind {
+			continue
+		}
+		want := name
+		if strings.Contains(bn, "/") {
+			want = namespace + "/" + name
+		}
+		if d := distance(bn, want); d > 0 && (d < bestDist || (d == bestDist && k < best)) {
+			best, bestDist = k, d
+		}
+	}
+	return best
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -162,7 +163,7 @@ func TestSeedSequenceBehavesAsHandBuilt(t *testing.T) {
 	ctx := context.Background()
 	for i := range 3 {
 		e := newEvent(fmt.Sprint("e", i), time.Unix(1600095000, 0), `{"message": "hello, world!"}`)
-		if _, err := app.Flow("Sequence", "sequence").Handle(ctx, e); err != nil {
+		if _, err := flow(t, app, "Sequence", "sequence").Handle(ctx, e); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := hand.Handle(ctx, e); err != nil {
@@ -199,7 +200,7 @@ func TestSeedParallelBehavesAsHandBuilt(t *testing.T) {
 	for i, want := range []string{"even", "odd", "even"} {
 		at := time.Date(2020, 9, 15, 11, 32+i, 0, 0, time.UTC) // minute 32 is even
 		e := newEvent(fmt.Sprint("e", i), at, `{"message": "Even or odd?"}`)
-		if _, err := app.Flow("Parallel", "odd-even-parallel").Handle(ctx, e); err != nil {
+		if _, err := flow(t, app, "Parallel", "odd-even-parallel").Handle(ctx, e); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := hand.Handle(ctx, e); err != nil {
@@ -318,7 +319,7 @@ spec:
 		}))
 		reg.Bind("Service", "dls", dls)
 		app := start(t, set, &reg)
-		if _, err := app.Flow("Sequence", "s").Handle(context.Background(), newEvent("x", begin, `{}`)); err != nil {
+		if _, err := flow(t, app, "Sequence", "s").Handle(context.Background(), newEvent("x", begin, `{}`)); err != nil {
 			t.Fatal(err)
 		}
 		if want := []time.Duration{0, 500 * time.Millisecond, 1500 * time.Millisecond}; !slices.Equal(calls, want) {
@@ -357,7 +358,7 @@ spec:
 			return nil, errors.New("boom")
 		}))
 		app := start(t, set, &reg)
-		_, err := app.Flow("Sequence", "s").Handle(context.Background(), newEvent("x", begin, `{}`))
+		_, err := flow(t, app, "Sequence", "s").Handle(context.Background(), newEvent("x", begin, `{}`))
 		var de *flows.DeliveryError
 		if !errors.As(err, &de) || de.Attempts != 3 {
 			t.Fatalf("Handle = %v; want a DeliveryError after 3 attempts", err)
@@ -403,7 +404,7 @@ spec:
 	if err := app.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	outer := app.Flow("Sequence", "outer")
+	outer := flow(t, app, "Sequence", "outer")
 	if _, err := outer.Handle(context.Background(), newEvent("x", time.Now(), `{"message":"x"}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -469,7 +470,7 @@ metadata: {name: unused}
 	reg.Bind("Service", "shipping", shipping)
 	reg.Bind("Service", "audit", audit)
 	app := start(t, set, &reg)
-	if _, err := app.Flow("InMemoryChannel", "orders").Handle(context.Background(), newEvent("o1", time.Now(), `{"message":"order"}`)); err != nil {
+	if _, err := flow(t, app, "InMemoryChannel", "orders").Handle(context.Background(), newEvent("o1", time.Now(), `{"message":"order"}`)); err != nil {
 		t.Fatal(err)
 	}
 	if e := shipping.next(t); e.ID() != "o1" {
@@ -478,7 +479,7 @@ metadata: {name: unused}
 	if e := audit.next(t); string(e.Data()) != `{"id":0,"message":"order billed"}` {
 		t.Errorf("audit got %s", e.Data())
 	}
-	if _, err := app.Flow("InMemoryChannel", "unused").Handle(context.Background(), newEvent("o2", time.Now(), `{}`)); err != nil {
+	if _, err := flow(t, app, "InMemoryChannel", "unused").Handle(context.Background(), newEvent("o2", time.Now(), `{}`)); err != nil {
 		t.Errorf("a channel without subscriptions refused an event: %v", err)
 	}
 }
@@ -603,7 +604,7 @@ func TestConcurrentShutdownWaitsForTheDrain(t *testing.T) {
 		if err := app.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		if err := app.Flow("Sequence", "s").Send(context.Background(), newEvent("x", time.Now(), `{}`)); err != nil {
+		if err := flow(t, app, "Sequence", "s").Send(context.Background(), newEvent("x", time.Now(), `{}`)); err != nil {
 			t.Fatal(err)
 		}
 		first, second := make(chan error, 1), make(chan error, 1)
@@ -683,4 +684,102 @@ spec:
 			}
 		}
 	})
+}
+
+// flow returns the app's running flow of that kind and name.
+func flow(t *testing.T, app *manifest.App, kind, name string) *flows.Flow {
+	t.Helper()
+	f, err := app.Flow(kind, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// A lookup of a flow the app does not have is an error that names what
+// was asked and what there is, not a nil that panics on the next call.
+func TestFlowLookupNamesWhatExists(t *testing.T) {
+	app, err := build(t, []file{seed(t, "sequence/sequence.yaml"), seed(t, "parallel/parallel.yaml")},
+		bindAll("Service", "first", "second", "third", "even-filter", "odd-filter", "even-transformer", "odd-transformer", "event-display"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := app.Flow("Sequence", "sequence"); !errors.Is(err, manifest.ErrState) {
+		t.Errorf("Flow before Start = %v; want ErrState", err)
+	}
+	if err := app.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer app.Shutdown(context.Background())
+	_, err = app.Flow("Sequence", "sequnce")
+	want := `manifest: no such flow: Sequence "sequnce"; the app has Sequence "sequence", Parallel "odd-even-parallel"`
+	if !errors.Is(err, manifest.ErrNoFlow) || err.Error() != want {
+		t.Errorf("Flow(Sequence, sequnce) = %v; want %s, wrapping ErrNoFlow", err, want)
+	}
+	if f, err := app.Flow("Parallel", "default/odd-even-parallel"); f == nil || err != nil {
+		t.Errorf("Flow(Parallel, default/odd-even-parallel) = %v, %v", f, err)
+	}
+}
+
+// When the drain is cut short, Undelivered lists each flow's undelivered
+// events with the flow and its ingress URL, from the joined errors of
+// Shutdown, where errors.As would find the first flow's only.
+func TestUndeliveredNamesEachFlow(t *testing.T) {
+	hang := flows.HandlerFunc(func(ctx context.Context, e event.Event) (*event.Event, error) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	})
+	reg := new(manifest.Registry)
+	reg.Bind("Service", "first", hang)
+	set := parse(t, seqHead+stepFirst+`---
+apiVersion: messaging.knative.dev/v1
+kind: InMemoryChannel
+metadata: {name: orders, namespace: shop}
+---
+apiVersion: messaging.knative.dev/v1
+kind: Subscription
+metadata: {name: sub, namespace: shop}
+spec:
+  channel: {apiVersion: messaging.knative.dev/v1, kind: InMemoryChannel, name: orders}
+  subscriber: {ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: first}}
+`)
+	app, err := manifest.Build(set, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := app.Serve("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	for i, f := range []*flows.Flow{flow(t, app, "Sequence", "s"), flow(t, app, "InMemoryChannel", "shop/orders"), flow(t, app, "Sequence", "s")} {
+		if err := f.Send(context.Background(), newEvent(fmt.Sprint("e", i), time.Now(), `{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err = app.Shutdown(ctx)
+	var se *manifest.StopError
+	if !errors.As(err, &se) || se.Op != "stopping" || !strings.HasPrefix(err.Error(), "manifest: stopping ") {
+		t.Fatalf("Shutdown = %v; want StopErrors", err)
+	}
+	got := map[string][]string{}
+	for _, l := range manifest.Undelivered(err) {
+		key := l.Kind + " " + l.Namespace + "/" + l.Name + " " + strings.TrimPrefix(l.URL, srv.URL())
+		for _, e := range l.Events {
+			got[key] = append(got[key], e.ID())
+		}
+		slices.Sort(got[key])
+	}
+	want := map[string][]string{
+		"Sequence default/s /default/s-kn-sequence-0": {"e0", "e2"},
+		"InMemoryChannel shop/orders /shop/orders":    {"e1"},
+	}
+	if !maps.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("Undelivered = %v; want %v", got, want)
+	}
 }

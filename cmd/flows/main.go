@@ -5,7 +5,9 @@
 //	flows run -f sequence.yaml -f pingsource.yaml \
 //	    --bind Service/first=http://127.0.0.1:8081 ... --listen 127.0.0.1:8080
 //	flows graph -f parallel.yaml [--format mermaid|dot]  # dot needs Graphviz to render
-//	flows validate -f sequence.yaml --bind Service/first=http://127.0.0.1:8081
+//	flows validate -f sequence.yaml --bind Service/first=http://127.0.0.1:8081 [--listen 127.0.0.1:8080]
+//	flows send --to http://127.0.0.1:8080/default/sequence-kn-sequence-0 --from flows-undelivered-….jsonl
+//	flows version
 //
 // The Knative Services the manifests refer to are bound with --bind to
 // URLs that follow Knative's subscriber contract (a CloudEvent in, an
@@ -16,9 +18,11 @@
 // (the flow's first channel, as Knative names it), prints the flows with
 // their URLs as `kubectl get` does, and logs every delivery to the
 // standard error. Ctrl-C drains the flows and exits; a second Ctrl-C stops
-// them at once.
+// them at once. Events accepted and not delivered when the drain is cut
+// short are written to a file (--undelivered), which send posts again.
 //
-// Install it from a checkout of the repository with: go install ./cmd/flows
+// Install it with: go install github.com/eventflows/flows/cmd/flows@latest (from a
+// checkout of the repository: go install ./cmd/flows)
 package main
 
 import (
@@ -49,6 +53,8 @@ Commands:
   graph      print the flows as a Mermaid flowchart or a Graphviz DOT graph
              (rendering DOT needs Graphviz's dot command, installed separately)
   validate   check the manifests and bindings; exit 1 with every problem
+  send       post CloudEvents (from a file of undelivered events, or from flags) to a URL
+  version    print the version of flows and of Go it was built with
 
 Run "flows <command> -h" for the flags of a command.
 `
@@ -78,6 +84,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, notify fu
 		return cmdGraph(args[1:], stdout, stderr)
 	case "validate":
 		return cmdValidate(args[1:], stdout, stderr)
+	case "send":
+		return cmdSend(ctx, args[1:], stdout, stderr)
+	case "version", "--version", "-version":
+		return cmdVersion(args[1:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "flows: unknown command %q\n\n%s", args[0], usage)
 	return 2
@@ -132,10 +142,13 @@ func (c *common) load(opts ...manifest.Option) (*manifest.App, error) {
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, notify func(chan<- os.Signal) func()) int {
 	c := newCommon("run", "Run the manifests: start their flows and sources, serve the flows' ingress on -listen,\n"+
 		"print them as `kubectl get` does, and log deliveries. Ctrl-C drains and exits.", stdout, stderr)
-	listen := c.fs.String("listen", "", "serve the flows' ingress on this `address`, such as 127.0.0.1:8080")
+	listen := c.fs.String("listen", "", "serve the flows' ingress on this `address`, such as 127.0.0.1:8080; a uri naming one of the flows' URLs there is that flow")
 	schedule := c.fs.String("schedule", "", "replace the schedule of every PingSource, e.g. \"* * * * * *\" for every second")
 	sync := c.fs.Bool("sync", false, "answer ingress requests once the flow is done with the event (Knative's default since v1.13)")
 	drain := c.fs.Duration("drain", 30*time.Second, "how long to wait for the flows to drain on Ctrl-C")
+	undelivered := c.fs.String("undelivered", "", "write the events accepted but not delivered when the drain is cut short to this `file`\n"+
+		"(JSON lines, one structured CloudEvent each, appended); by default a new flows-undelivered-<UTC time>.jsonl\n"+
+		"in the working directory. Send them again with flows send")
 	level := c.fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	if code := c.parse(args); code >= 0 {
 		return code
@@ -147,7 +160,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, notify
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 
-	opts := []manifest.Option{manifest.WithDeliveryLog(logger)}
+	opts := []manifest.Option{manifest.WithDeliveryLog(logger), manifest.WithServeAddress(*listen)}
 	if *schedule != "" {
 		opts = append(opts, manifest.WithSchedule(*schedule))
 	}
@@ -207,6 +220,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, notify
 	}
 	if err := app.Shutdown(dctx); err != nil {
 		logger.Error("flows: stopped with events not delivered", "error", err)
+		saveUndelivered(err, *undelivered, time.Now(), logger, stderr)
 		code = 1
 	} else {
 		logger.Info("flows: drained")
@@ -242,10 +256,11 @@ func cmdGraph(args []string, stdout, stderr io.Writer) int {
 func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	c := newCommon("validate", "Check the manifests (strictly: unknown kinds and fields are errors) and that every\n"+
 		"reference is declared or bound. Prints every problem and exits 1 if there is one.", stdout, stderr)
+	listen := c.fs.String("listen", "", "the `address` run will serve the flows on: a uri naming one of their URLs there is that flow, and a cycle is refused")
 	if code := c.parse(args); code >= 0 {
 		return code
 	}
-	app, err := c.load()
+	app, err := c.load(manifest.WithServeAddress(*listen))
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
