@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -393,12 +394,19 @@ func TestReplyBodyLimit(t *testing.T) {
 			target := &flows.HTTPTarget{URL: endlessServer(t, cl), MaxReplyBytes: limit, Client: &http.Client{Transport: ct}}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
 			reply, err := target.Handle(ctx, newEvent("1", nil))
+			runtime.ReadMemStats(&after)
 			if reply != nil || !errors.Is(err, flows.ErrTooLarge) || !flows.IsPermanent(err) || !strings.Contains(err.Error(), strconv.Itoa(limit)) {
 				t.Fatalf("reply %s, err %v; want a permanent ErrTooLarge naming the limit %d", idOf(reply), err, limit)
 			}
 			if n := ct.read.Load(); n > limit+64<<10 {
 				t.Errorf("read %d bytes of the reply, limit %d", n, limit)
+			}
+			// Allocated by the whole process meanwhile, the server included.
+			if n := after.TotalAlloc - before.TotalAlloc; n > 4*limit+4<<20 {
+				t.Errorf("%d bytes allocated while reading the reply, limit %d", n, limit)
 			}
 		})
 	}
