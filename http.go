@@ -68,8 +68,10 @@ type HTTPTarget struct {
 	// MaxReplyBytes is the largest reply body read; a larger one fails the
 	// attempt, unretried, with an error wrapping [ErrTooLarge], and is not
 	// read further. Zero (or less) takes the flow's [WithMaxReplyBytes],
-	// else [DefaultMaxBodyBytes]. A reply takes at most this much memory
-	// (twice, briefly, when its length is not declared).
+	// else [DefaultMaxBodyBytes]. A binary-mode reply of CloudEvents 1.0
+	// takes this much memory at most when its length is declared, twice
+	// that briefly when it is not; other replies go through the SDK,
+	// which copies them once more.
 	MaxReplyBytes int64
 
 	once   sync.Once
@@ -206,8 +208,9 @@ func (t *HTTPTarget) Handle(ctx context.Context, e event.Event) (*event.Event, e
 	limit := t.maxReplyBytes(ctx)
 	reply, err := readReply(ctx, t.URL, resp, limit)
 	if reply == nil && !errors.Is(err, ErrTooLarge) {
-		// A reply was read to its end; what is left of another answer is
-		// dropped, if short, so that the connection goes back to the pool.
+		// A reply event was read to its end. Of any other answer a short
+		// rest is read and dropped, so that the connection goes back to
+		// the pool; a body over the limit is not read any further.
 		io.Copy(io.Discard, &io.LimitedReader{R: resp.Body, N: maxDrain})
 	}
 	resp.Body.Close()
