@@ -8,10 +8,12 @@ import (
 	"log/slog"
 	"maps"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
@@ -29,6 +31,7 @@ type options struct {
 	shutdownTimeout time.Duration
 	allowURL        func(*url.URL) error
 	observer        *Observer
+	maxReplyBytes   int64
 }
 
 func buildOptions(opts []Option) options {
@@ -75,6 +78,14 @@ func WithConcurrency(n int) Option {
 // at Warn, undelivered events at Error. By default nothing is logged.
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) { o.logger = l }
+}
+
+// WithMaxReplyBytes sets the largest reply body that the flow's
+// [HTTPTarget] subscribers, replies and dead-letter sinks read, for those
+// whose MaxReplyBytes is not set. n <= 0 means [DefaultMaxBodyBytes]. A
+// larger reply fails its attempt with [ErrTooLarge].
+func WithMaxReplyBytes(n int64) Option {
+	return func(o *options) { o.maxReplyBytes = n }
 }
 
 // WithShutdownTimeout bounds the graceful shutdown that Run performs when
@@ -190,6 +201,7 @@ func (b *builder) start(input Channel) (*Flow, error) {
 	f.input = input
 	ctx, cancel := context.WithCancel(context.Background())
 	f.cancel = cancel
+	ctx = withMaxReplyBytes(ctx, b.opts.maxReplyBytes)
 	for _, st := range f.stages {
 		for _, s := range st.subs {
 			s.start(ctx)
@@ -224,7 +236,9 @@ func (f *Flow) TrySend(e event.Event) error {
 }
 
 // ErrInvalidEvent is wrapped by the error for an event that fails
-// CloudEvents validation (a missing id, source, type or specversion).
+// CloudEvents validation (a missing id, source, type or specversion, or an
+// attribute that is not valid UTF-8), whether sent to a flow or returned
+// by a handler as its reply.
 var ErrInvalidEvent = errors.New("flows: invalid event")
 
 func (f *Flow) publish(ctx context.Context, e event.Event) error {
@@ -307,13 +321,8 @@ func sendAndWait(ctx context.Context, e event.Event, publish func(context.Contex
 // copied (in the same allocation as the event). Data is replaced, never
 // written in place, by the SDK's setters, so sharing it is safe.
 func ownEvent(e event.Event) (*event.Event, error) {
-	if e.Context == nil {
-		return nil, fmt.Errorf("%w: no attributes", ErrInvalidEvent)
-	}
-	if !plainValid(e) {
-		if err := e.Validate(); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrInvalidEvent, err)
-		}
+	if err := checkEvent(&e); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidEvent, err)
 	}
 	e.FieldErrors = nil
 	return copyEvent(e, false), nil
@@ -363,6 +372,86 @@ type ownedEvent struct {
 	e  event.Event
 	ec event.EventContextV1
 }
+
+// checkEvent reports why e is not a valid CloudEvent, or nil: the SDK's
+// rules (e.Validate), and valid UTF-8 in every String attribute and
+// extension, which CloudEvents requires and the SDK does not check. It is
+// the one rule for events from outside (ingress, Send) and for replies
+// (HTTP and Go handlers), and it does not allocate for a valid event.
+func checkEvent(e *event.Event) error {
+	if e.Context == nil {
+		return errors.New("no attributes")
+	}
+	if !plainValid(*e) {
+		if err := e.Validate(); err != nil {
+			return err
+		}
+	}
+	return checkUTF8(e.Context)
+}
+
+// checkUTF8 reports the first attribute or extension of ec whose text is
+// not valid UTF-8. Of a URI it checks what is written out as it was read
+// (the opaque part and the query); the rest is written escaped.
+func checkUTF8(ec event.EventContext) error {
+	if c, ok := ec.(*event.EventContextV1); ok && c != nil {
+		// The hot path: the fields themselves, no getter copies the context.
+		switch {
+		case !utf8.ValidString(c.ID):
+			return notUTF8("id")
+		case !utf8.ValidString(c.Type):
+			return notUTF8("type")
+		case c.Subject != nil && !utf8.ValidString(*c.Subject):
+			return notUTF8("subject")
+		case c.DataContentType != nil && !utf8.ValidString(*c.DataContentType):
+			return notUTF8("datacontenttype")
+		case !urlUTF8(&c.Source.URL):
+			return notUTF8("source")
+		case c.DataSchema != nil && !urlUTF8(&c.DataSchema.URL):
+			return notUTF8("dataschema")
+		}
+		return extensionsUTF8(c.Extensions)
+	}
+	switch {
+	case !utf8.ValidString(ec.GetID()):
+		return notUTF8("id")
+	case !utf8.ValidString(ec.GetType()):
+		return notUTF8("type")
+	case !utf8.ValidString(ec.GetSubject()):
+		return notUTF8("subject")
+	case !utf8.ValidString(ec.GetDataContentType()):
+		return notUTF8("datacontenttype")
+	case !utf8.ValidString(ec.GetSource()):
+		return notUTF8("source")
+	case !utf8.ValidString(ec.GetDataSchema()):
+		return notUTF8("dataschema")
+	}
+	return extensionsUTF8(ec.GetExtensions())
+}
+
+func extensionsUTF8(exts map[string]any) error {
+	for name, v := range exts {
+		var ok bool
+		switch v := v.(type) {
+		case string:
+			ok = utf8.ValidString(v)
+		case types.URI:
+			ok = urlUTF8(&v.URL)
+		case types.URIRef:
+			ok = urlUTF8(&v.URL)
+		default:
+			ok = true
+		}
+		if !ok {
+			return notUTF8("extension " + strconv.Quote(name))
+		}
+	}
+	return nil
+}
+
+func urlUTF8(u *url.URL) bool { return utf8.ValidString(u.Opaque) && utf8.ValidString(u.RawQuery) }
+
+func notUTF8(attr string) error { return fmt.Errorf("%s is not valid UTF-8", attr) }
 
 // plainValid reports, without allocating, that e is valid in the common
 // case: a CloudEvents 1.0 event whose attributes are all present and whose

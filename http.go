@@ -31,9 +31,19 @@ import (
 //   - any other answer is a failure, an [*HTTPError]; 404, 408, 409, 429 and
 //     5xx are retried, other statuses (3xx included) are not. Transport
 //     errors are retried too. Redirects are never followed.
+//   - a reply is checked as an [Ingress] checks a request: a 2xx answer
+//     whose CloudEvent is malformed or invalid (an unknown specversion,
+//     a missing attribute, text that is not UTF-8, a batch) fails the
+//     attempt for good, as does a body over MaxReplyBytes ([ErrTooLarge]);
+//     such a reply would come again.
+//   - a reply whose body cannot be read to its end (the connection is cut,
+//     the attempt times out) is a transport error and is retried, although
+//     the subscriber has handled the event: a duplicate is better than a
+//     loss.
 //
-// Response bodies are always read to the end so that connections are reused.
-// An HTTPTarget must not be copied after first use.
+// Bodies of short answers are read to the end so that connections are
+// reused; a longer unread body, and one over the limit, close the
+// connection instead. An HTTPTarget must not be copied after first use.
 type HTTPTarget struct {
 	// URL is the endpoint, an absolute http or https URL. Required.
 	URL string
@@ -56,6 +66,15 @@ type HTTPTarget struct {
 	// an Authorization token. An error fails the attempt.
 	Header func(ctx context.Context, h http.Header) error
 
+	// MaxReplyBytes is the largest reply body read; a larger one fails the
+	// attempt, unretried, with an error wrapping [ErrTooLarge], and is not
+	// read further. Zero (or less) takes the flow's [WithMaxReplyBytes],
+	// else [DefaultMaxBodyBytes]. A binary-mode reply of CloudEvents 1.0
+	// takes this much memory at most when its length is declared, twice
+	// that briefly when it is not; other replies go through the SDK,
+	// which copies them once more.
+	MaxReplyBytes int64
+
 	once   sync.Once
 	client *http.Client
 }
@@ -65,6 +84,37 @@ func HTTP(url string) *HTTPTarget { return &HTTPTarget{URL: url} }
 
 // MaxErrorBody is how much of a failed response's body an [HTTPError] keeps.
 const MaxErrorBody = 64 << 10
+
+// ErrTooLarge is wrapped by the error of an attempt whose reply body is over
+// its limit (see [HTTPTarget.MaxReplyBytes]). The attempt is not retried:
+// the same reply would come again.
+var ErrTooLarge = errors.New("flows: too large")
+
+// maxDrain is how much of an unread body is read and dropped so that its
+// connection can be reused; past it the connection is closed.
+const maxDrain = 256 << 10
+
+type maxReplyKey struct{}
+
+// withMaxReplyBytes gives the HTTP targets that the flow's workers call
+// the flow's reply limit, if it has one.
+func withMaxReplyBytes(ctx context.Context, n int64) context.Context {
+	if n <= 0 {
+		return ctx
+	}
+	return context.WithValue(ctx, maxReplyKey{}, n)
+}
+
+// maxReplyBytes is the reply limit of t in ctx.
+func (t *HTTPTarget) maxReplyBytes(ctx context.Context) int64 {
+	if t.MaxReplyBytes > 0 {
+		return t.MaxReplyBytes
+	}
+	if n, ok := ctx.Value(maxReplyKey{}).(int64); ok {
+		return n
+	}
+	return DefaultMaxBodyBytes
+}
 
 var sharedClient = &http.Client{
 	Transport: func() http.RoundTripper {
@@ -165,15 +215,20 @@ func (t *HTTPTarget) post(ctx context.Context, e event.Event, preferReply bool) 
 	if env != nil && env.wantReplyHeader {
 		env.replyHeader = PassThroughHeaders(resp.Header)
 	}
-	defer func() {
-		// Drain whatever is left so the connection goes back to the pool.
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-	}()
-	return readReply(ctx, t.URL, resp)
+	limit := t.maxReplyBytes(ctx)
+	reply, err := readReply(ctx, t.URL, resp, limit)
+	if reply == nil && !errors.Is(err, ErrTooLarge) {
+		// A reply event was read to its end. Of any other answer a short
+		// rest is read and dropped, so that the connection goes back to
+		// the pool; a body over the limit is not read any further.
+		io.Copy(io.Discard, &io.LimitedReader{R: resp.Body, N: maxDrain})
+	}
+	resp.Body.Close()
+	return reply, err
 }
 
-func readReply(ctx context.Context, target string, resp *http.Response) (*event.Event, error) {
+// readReply reads the answer of target: its event, no event, or why it failed.
+func readReply(ctx context.Context, target string, resp *http.Response, limit int64) (*event.Event, error) {
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, MaxErrorBody))
 		return nil, &HTTPError{
@@ -183,24 +238,25 @@ func readReply(ctx context.Context, target string, resp *http.Response) (*event.
 			RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
 		}
 	}
-	reply, err := readBinary(resp.Header, resp.Body)
-	if errors.Is(err, errNotBinary) {
-		msg := cehttp.NewMessageFromHttpResponse(resp)
-		switch msg.ReadEncoding() {
-		case binding.EncodingUnknown:
-			return nil, nil
-		case binding.EncodingBatch:
-			return nil, Permanent(fmt.Errorf("flows: %s replied with a batch of events, which is not supported", target))
-		}
-		reply, err = binding.ToEvent(ctx, msg)
+	reply, err := decodeMessage(ctx, resp.Header, resp.Body, resp.ContentLength, limit)
+	if err == nil {
+		return reply, nil
 	}
-	if err == nil && !plainValid(*reply) {
-		err = reply.Validate()
-	}
-	if err != nil {
+	var de *decodeError
+	errors.As(err, &de)
+	switch {
+	case de == nil:
 		return nil, Permanent(fmt.Errorf("flows: %s replied with a malformed event: %w", target, err))
+	case de.kind == notAnEvent:
+		return nil, nil // as Knative: a 2xx answer without an event
+	case err == errBatch:
+		return nil, Permanent(fmt.Errorf("flows: %s replied with a batch of events, which is not supported", target))
+	case de.kind == tooLarge:
+		return nil, Permanent(fmt.Errorf("%w: %s replied with a body over the limit of %d bytes", ErrTooLarge, target, limit))
+	case de.kind == bodyFailed:
+		return nil, fmt.Errorf("flows: reading the reply of %s: %w", target, de.err)
 	}
-	return reply, nil
+	return nil, Permanent(fmt.Errorf("flows: %s replied with a malformed event: %w", target, de.err))
 }
 
 // transportError is a delivery that got no HTTP answer: the request could

@@ -2,16 +2,20 @@ package flows
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/binding"
 	"github.com/cloudevents/sdk-go/v2/binding/format"
 	"github.com/cloudevents/sdk-go/v2/event"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/cloudevents/sdk-go/v2/types"
 )
 
@@ -21,7 +25,8 @@ import (
 // fraction of their allocations (the SDK goes through generic message
 // readers and writers, boxing every attribute). Anything else (structured
 // mode, other spec versions, unusual headers) is left to the SDK: each
-// function reports whether it handled the message.
+// function reports whether it handled the message. decodeMessage is the one
+// entry for incoming messages, on both paths.
 
 // Header names of the attributes, in the SDK's order.
 const (
@@ -138,11 +143,120 @@ func writeBinaryResponse(w http.ResponseWriter, e *event.Event, status int) (boo
 // errNotBinary says that a message is not for readBinary.
 var errNotBinary = errors.New("not a binary-mode CloudEvents 1.0 message")
 
+// A decodeError is why decodeMessage returned no event; its kind tells the
+// ingress which status to answer, and a subscription whether to retry.
+type decodeError struct {
+	kind decodeKind
+	err  error
+}
+
+type decodeKind int
+
+const (
+	notAnEvent  decodeKind = iota // neither a ce-specversion header nor a CloudEvents content type
+	unsupported                   // a CloudEvents format or a batch that is not supported
+	malformed                     // a CloudEvent that cannot be decoded
+	invalid                       // decoded, but not a valid CloudEvent
+	tooLarge                      // the body is over the limit (wraps ErrTooLarge)
+	bodyFailed                    // the body could not be read: a transport error
+)
+
+func (e *decodeError) Error() string { return e.err.Error() }
+func (e *decodeError) Unwrap() error { return e.err }
+
+func decodeErr(kind decodeKind, err error) error { return &decodeError{kind, err} }
+
+// errNoEvent says why a message is not a CloudEvent at all.
+var errNoEvent = decodeErr(notAnEvent, errors.New("not a CloudEvent: no ce-specversion header and no CloudEvents content type"))
+
+// errBatch is a message in batched mode, which flows does not take.
+var errBatch = decodeErr(unsupported, errors.New("batches of events are not supported"))
+
+// decodeMessage decodes the CloudEvent of an HTTP message (a request to an
+// ingress, a subscriber's response) and checks that it is valid. size is
+// the body's declared length (-1 if unknown), limit the most of it that is
+// read (<= 0: no limit of its own). Its errors are *decodeError values.
+//
+// Binary mode of CloudEvents 1.0 takes the fast path. The rest goes to the
+// SDK, which only ever sees headers it can handle and a body already read
+// whole (so that a read error is never taken for a malformed event). A
+// panic in either is the last line of defence: it is recovered as a
+// malformed message.
+func decodeMessage(ctx context.Context, h http.Header, body io.Reader, size, limit int64) (e *event.Event, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			e, err = nil, decodeErr(malformed, fmt.Errorf("cannot be decoded: %v", r))
+		}
+	}()
+	e, err = readBinary(h, body, size, limit)
+	if errors.Is(err, errNotBinary) {
+		e, err = readSDK(ctx, h, body, size, limit)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := checkEvent(e); err != nil {
+		return nil, decodeErr(invalid, err)
+	}
+	return e, nil
+}
+
+// readSDK decodes what the fast path does not take with the SDK.
+func readSDK(ctx context.Context, h http.Header, body io.Reader, size, limit int64) (*event.Event, error) {
+	h, err := sdkHeader(h)
+	if err != nil {
+		return nil, decodeErr(malformed, err)
+	}
+	msg := cehttp.NewMessage(h, nil)
+	switch msg.ReadEncoding() {
+	case binding.EncodingBatch:
+		return nil, errBatch
+	case binding.EncodingUnknown:
+		ct := h.Get(hContentType)
+		switch sv := h.Get(hSpecVersion); {
+		case hasPrefixFold(ct, "application/cloudevents"):
+			return nil, decodeErr(unsupported, fmt.Errorf("unsupported CloudEvents format %q", ct))
+		case sv != "":
+			return nil, decodeErr(malformed, fmt.Errorf("unsupported specversion %q", sv))
+		}
+		return nil, errNoEvent
+	}
+	data, err := readBody(body, size, limit)
+	if err != nil {
+		return nil, err
+	}
+	msg.BodyReader = io.NopCloser(bytes.NewReader(data))
+	e, err := binding.ToEvent(ctx, msg)
+	if err != nil {
+		return nil, decodeErr(malformed, err)
+	}
+	return e, nil
+}
+
+// sdkHeader returns the headers of h that the SDK's decoders read, without
+// those that make them fail: the SDK takes the first value of each header
+// without checking that there is one, and the name of an extension from
+// after "Ce-" without checking that there is one.
+func sdkHeader(h http.Header) (http.Header, error) {
+	out := make(http.Header, len(h))
+	for k, v := range h {
+		if len(v) == 0 || !hasPrefixFold(k, "Ce-") && !strings.EqualFold(k, hContentType) {
+			continue
+		}
+		if len(k) == len("Ce-") {
+			return nil, fmt.Errorf("header %q has no extension name", k)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
 // readBinary decodes a binary-mode CloudEvents 1.0 message from its header
-// and body, setting each attribute with the SDK's own setters. It returns
-// errNotBinary, having read nothing, for any other message, including one
-// in structured mode or with a header name that is not canonical.
-func readBinary(h http.Header, body io.Reader) (*event.Event, error) {
+// and body (see decodeMessage), setting each attribute with the SDK's own
+// setters. It returns errNotBinary, having read nothing, for any other
+// message, including one in structured mode or with a header name that is
+// not canonical.
+func readBinary(h http.Header, body io.Reader, size, limit int64) (*event.Event, error) {
 	if sv := h[hSpecVersion]; len(sv) == 0 || sv[0] != event.CloudEventsVersionV1 {
 		return nil, errNotBinary
 	}
@@ -186,26 +300,70 @@ func readBinary(h http.Header, body io.Reader) (*event.Event, error) {
 				continue
 			}
 			if len(k) == 3 {
-				err = errors.New("extension header without a name")
+				err = fmt.Errorf("header %q has no extension name", k)
 				break
 			}
 			err = ec.SetExtension(string(lower(k[3]))+k[4:], v[0])
 		}
 		if err != nil {
-			return nil, fmt.Errorf("header %s: %w", k, err)
+			return nil, decodeErr(malformed, fmt.Errorf("header %s: %w", k, err))
 		}
 	}
 	o.e.Context = ec
-	if body != nil {
-		data, err := readAll(body)
-		if err != nil {
-			return nil, err
-		}
-		if len(data) > 0 {
-			o.e.DataEncoded = data
-		}
+	data, err := readBody(body, size, limit)
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > 0 {
+		o.e.DataEncoded = data
 	}
 	return &o.e, nil
+}
+
+// readBody reads a body to its end, in one allocation when its size is
+// declared. Past limit (if > 0) it stops reading and fails with
+// ErrTooLarge, at once if the declared size is over it; without a limit,
+// a declared size is trusted only up to DefaultMaxBodyBytes. Its errors are
+// *decodeError values.
+func readBody(r io.Reader, size, limit int64) ([]byte, error) {
+	if r == nil || r == http.NoBody {
+		return nil, nil
+	}
+	if limit > 0 && size > limit {
+		return nil, errTooLarge(limit)
+	}
+	var buf []byte
+	if size > 0 && (limit > 0 || size <= DefaultMaxBodyBytes) {
+		buf = make([]byte, 0, size+1) // +1: room to read the end of the body
+	}
+	for {
+		if len(buf) == cap(buf) {
+			n := int64(max(cap(buf), 512))
+			if limit > 0 {
+				n = min(n, limit+1-int64(len(buf))) // never more room than the limit needs
+			}
+			buf = slices.Grow(buf, int(n))
+		}
+		end := cap(buf)
+		if limit > 0 && int64(end) > limit+1 {
+			end = int(limit + 1)
+		}
+		n, err := r.Read(buf[len(buf):end])
+		buf = buf[:len(buf)+n]
+		if limit > 0 && int64(len(buf)) > limit {
+			return nil, errTooLarge(limit)
+		}
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, decodeErr(bodyFailed, err)
+		}
+	}
+}
+
+func errTooLarge(limit int64) error {
+	return decodeErr(tooLarge, fmt.Errorf("%w: the body exceeds the limit of %d bytes", ErrTooLarge, limit))
 }
 
 func lower(c byte) byte {

@@ -117,7 +117,7 @@ func TestReadBinaryIsTheSDKs(t *testing.T) {
 	check := func(t *testing.T, h http.Header, data []byte) {
 		t.Helper()
 		want, wantErr := binding.ToEvent(context.Background(), cehttp.NewMessage(h.Clone(), io.NopCloser(bytes.NewReader(data))))
-		got, err := readBinary(h.Clone(), bytes.NewReader(data))
+		got, err := readBinary(h.Clone(), bytes.NewReader(data), int64(len(data)), 0)
 		if errors.Is(err, errNotBinary) {
 			t.Fatalf("readBinary left %v to the SDK", h)
 		}
@@ -169,7 +169,7 @@ func TestReadBinaryLeavesTheRestToTheSDK(t *testing.T) {
 	for name, change := range cases {
 		h := base()
 		change(h)
-		if _, err := readBinary(h, strings.NewReader("")); !errors.Is(err, errNotBinary) {
+		if _, err := readBinary(h, strings.NewReader(""), 0, 0); !errors.Is(err, errNotBinary) {
 			t.Errorf("%s: readBinary = %v, want errNotBinary", name, err)
 		}
 	}

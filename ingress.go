@@ -9,14 +9,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/cloudevents/sdk-go/v2/binding"
 	"github.com/cloudevents/sdk-go/v2/event"
-	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 )
 
 // A Sender is where an [Ingress] delivers the events it accepts: a running
@@ -505,39 +502,32 @@ func (c *waitContext) stop() {
 // readEvent decodes the request's CloudEvent, or says which status to
 // answer: 400 for what is not a valid CloudEvent, 415 for a CloudEvents
 // format or a batch that is not supported, 413 for a body over its limit.
-// Binary mode of CloudEvents 1.0 takes the fast path; the rest the SDK's.
 func readEvent(r *http.Request) (*event.Event, int, error) {
-	e, err := readBinary(r.Header, r.Body)
-	if errors.Is(err, errNotBinary) {
-		msg := cehttp.NewMessageFromHttpRequest(r)
-		switch msg.ReadEncoding() {
-		case binding.EncodingBatch:
-			return nil, http.StatusUnsupportedMediaType, errors.New("batches of events are not supported")
-		case binding.EncodingUnknown:
-			ct := r.Header.Get("Content-Type")
-			switch {
-			case strings.HasPrefix(strings.ToLower(ct), "application/cloudevents"):
-				return nil, http.StatusUnsupportedMediaType, fmt.Errorf("unsupported CloudEvents format %q", ct)
-			case r.Header.Get("Ce-Specversion") != "":
-				return nil, http.StatusBadRequest, fmt.Errorf("unsupported specversion %q", r.Header.Get("Ce-Specversion"))
-			}
-			return nil, http.StatusBadRequest, errors.New("not a CloudEvent: no ce-specversion header and no CloudEvents content type")
-		}
-		e, err = binding.ToEvent(r.Context(), msg)
+	e, err := decodeMessage(r.Context(), r.Header, r.Body, r.ContentLength, 0)
+	if err == nil {
+		return e, 0, nil
 	}
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("body exceeds the limit of %d bytes", mbe.Limit)
-		}
+	var mbe *http.MaxBytesError
+	var de *decodeError
+	switch {
+	case errors.As(err, &mbe):
+		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("body exceeds the limit of %d bytes", mbe.Limit)
+	case !errors.As(err, &de):
 		return nil, http.StatusBadRequest, fmt.Errorf("malformed CloudEvent: %v", err)
 	}
-	if !plainValid(*e) {
-		if err := e.Validate(); err != nil {
-			return nil, http.StatusBadRequest, fmt.Errorf("invalid CloudEvent: %v", err)
-		}
+	switch de.kind {
+	case notAnEvent:
+		return nil, http.StatusBadRequest, err
+	case unsupported:
+		return nil, http.StatusUnsupportedMediaType, err
+	case invalid:
+		return nil, http.StatusBadRequest, fmt.Errorf("invalid CloudEvent: %v", err)
+	case tooLarge:
+		return nil, http.StatusRequestEntityTooLarge, err
+	case bodyFailed:
+		return nil, http.StatusBadRequest, fmt.Errorf("reading the body: %v", err)
 	}
-	return e, 0, nil
+	return nil, http.StatusBadRequest, fmt.Errorf("malformed CloudEvent: %v", err)
 }
 
 // A Server serves an [http.Handler] (typically an [Ingress]) on its own

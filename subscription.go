@@ -164,6 +164,13 @@ func (s *subscription) deliverMessage(ctx context.Context, m Message, o *Observe
 	dest, attempts, replyFailed := s.subDest, attempt, false
 	forwarded := false
 	if err == nil && reply != nil && s.reply != nil {
+		// As at an ingress, before it goes anywhere: an invalid reply is
+		// the subscriber's failure, and it would answer the same again.
+		if verr := checkEvent(reply); verr != nil {
+			err = Permanent(fmt.Errorf("%w: the reply of %s: %w", ErrInvalidEvent, s.subDest, verr))
+		}
+	}
+	if err == nil && reply != nil && s.reply != nil {
 		rctx, header := ctx, env.header
 		if s.httpSubscriber {
 			// As Knative: the reply hop carries the subscriber's response headers.
