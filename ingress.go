@@ -369,9 +369,9 @@ func (in *Ingress) admit(w http.ResponseWriter, r *http.Request, body *sizedBody
 }
 
 // sizedBody is a request body of a known length, which it reads no
-// further than. readAll reads it into a buffer of that size: io.ReadAll's
-// growing chunks and final copy would hold twice the body for a moment,
-// twice the bytes the budget counts.
+// further than. readBody reads it into one buffer of that size: growing
+// chunks and a final copy would hold twice the body for a moment, twice the
+// bytes the budget counts.
 type sizedBody struct {
 	io.ReadCloser
 	left int64
@@ -390,17 +390,6 @@ func (b *sizedBody) Read(p []byte) (int, error) {
 		err = io.ErrUnexpectedEOF
 	}
 	return n, err
-}
-
-// readAll is io.ReadAll, reading a sizedBody in one allocation.
-func readAll(r io.Reader) ([]byte, error) {
-	b, ok := r.(*sizedBody)
-	if !ok {
-		return io.ReadAll(r)
-	}
-	buf := make([]byte, b.left)
-	n, err := io.ReadFull(b, buf)
-	return buf[:n], err
 }
 
 // handle is [Flow.Handle] for a synchronous ingress: it waits for room at
