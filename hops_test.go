@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventflows/flows"
@@ -216,3 +218,50 @@ type stringBody struct{ *strings.Reader }
 func (stringBody) Close() error { return nil }
 
 func nopBody(s string) stringBody { return stringBody{strings.NewReader(s)} }
+
+// roundTripFunc answers requests in process, so that HTTP targets can run
+// inside a synctest bubble.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestPingDoesNotAskItsSinkForAReply checks that a Ping's sink and its
+// dead-letter sink are not sent "Prefer: reply": Knative's ping adapter
+// sends its events and ignores what comes back.
+func TestPingDoesNotAskItsSinkForAReply(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		prefer := map[string][]string{}
+		client := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			mu.Lock()
+			prefer[r.URL.Path] = append(prefer[r.URL.Path], r.Header.Get("Prefer"))
+			mu.Unlock()
+			status := http.StatusAccepted
+			if r.URL.Path == "/sink" {
+				status = http.StatusBadRequest // not retried: on to the dead-letter sink
+			}
+			return &http.Response{StatusCode: status, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+		})}
+		src, err := (&flows.Ping{
+			Name:     "ping",
+			Schedule: "* * * * *",
+			Sink:     &flows.HTTPTarget{URL: "http://sink.test/sink", Client: client},
+			Delivery: &flows.Delivery{DeadLetter: &flows.HTTPTarget{URL: "http://sink.test/dls", Client: client}},
+		}).Start(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(90 * time.Second)
+		src.Shutdown(context.Background())
+		mu.Lock()
+		defer mu.Unlock()
+		if len(prefer["/sink"]) != 1 || len(prefer["/dls"]) != 1 {
+			t.Fatalf("requests: %v; want one to the sink and one to the dead-letter sink", prefer)
+		}
+		for path, p := range prefer {
+			if p[0] != "" {
+				t.Errorf("%s was sent Prefer: %q; want none", path, p[0])
+			}
+		}
+	})
+}

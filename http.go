@@ -269,11 +269,11 @@ type transportError struct {
 func (e *transportError) Error() string { return "flows: POST " + e.url + ": " + e.err.Error() }
 func (e *transportError) Unwrap() error { return e.err }
 
-// hopTarget returns the handler to call for a hop that is not the
-// subscriber's (a reply destination, a dead-letter sink): an [HTTPTarget]
-// is called there without "Prefer: reply", as Knative does. The role is
-// the call's, not the target's: the same target may be a subscriber
-// elsewhere.
+// hopTarget returns the handler to call for a hop that is not a
+// subscriber's (a reply destination, a dead-letter sink, a ping's sink):
+// an [HTTPTarget] is called there without "Prefer: reply", as Knative does.
+// The role is the call's, not the target's: the same target may be a
+// subscriber elsewhere.
 func hopTarget(h Handler) Handler {
 	if t, ok := h.(*HTTPTarget); ok && t != nil {
 		return noReplyWanted{t}

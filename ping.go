@@ -313,13 +313,13 @@ func (s *Source) tick(ctx context.Context) {
 // send delivers the event of a tick to the sink, or else to the dead-letter
 // sink; o, if not nil, observes the calls.
 func (s *Source) send(ctx context.Context, e *event.Event, o *Observer) (Outcome, int, error) {
-	attempts, err := deliver(ctx, s.p.Sink, e, s.delivery, s.observe(o, RoleSink))
+	attempts, err := deliver(ctx, hopTarget(s.p.Sink), e, s.delivery, s.observe(o, RoleSink))
 	if err == nil {
 		return OutcomeDelivered, attempts, nil
 	}
 	if ctx.Err() == nil && s.delivery.DeadLetter != nil {
 		dl := deadLetterEvent(e, s.dest, err)
-		if _, dlErr := deliver(ctx, s.delivery.DeadLetter, &dl, s.delivery, s.observe(o, RoleDeadLetter)); dlErr == nil {
+		if _, dlErr := deliver(ctx, hopTarget(s.delivery.DeadLetter), &dl, s.delivery, s.observe(o, RoleDeadLetter)); dlErr == nil {
 			return OutcomeDeadLettered, attempts, err
 		} else {
 			err = errors.Join(err, fmt.Errorf("dead-letter sink failed: %w", dlErr))
