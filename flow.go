@@ -97,6 +97,11 @@ type Flow struct {
 	log    *slog.Logger
 	obs    *Observer
 	onStop func() // from the observer's Start hook
+	// quiesce, if set, is called when the drain begins and returns once
+	// the channels may be closed (a broker waits for its replies); halt is
+	// closed by a hard stop.
+	quiesce func(halt <-chan struct{})
+	halt    <-chan struct{}
 
 	cancel   context.CancelFunc // cancels the workers' context: the hard stop
 	stopping atomic.Bool
@@ -189,7 +194,7 @@ func (b *builder) start(input Channel) (*Flow, error) {
 	}
 	f.input = input
 	ctx, cancel := context.WithCancel(context.Background())
-	f.cancel = cancel
+	f.cancel, f.halt = cancel, ctx.Done()
 	for _, st := range f.stages {
 		for _, s := range st.subs {
 			s.start(ctx)
@@ -472,6 +477,9 @@ func (f *Flow) begin() {
 
 func (f *Flow) drain() {
 	defer close(f.stopped)
+	if f.quiesce != nil {
+		f.quiesce(f.halt)
+	}
 	for _, st := range f.stages {
 		st.ch.Close()
 		for _, s := range st.subs {
