@@ -40,10 +40,15 @@ var ErrTTLExhausted = errors.New("flows: broker TTL exhausted")
 // sees it. Two Triggers that match deliver twice, even to the same
 // subscriber. Nothing is promised about order, across Triggers or events.
 //
-// It is wired as Knative's channel-based broker: one channel,
-// "<name>-kne-trigger", with one subscription per Trigger,
-// "<name>-<trigger>", that filters, delivers, sends the reply back into the
-// broker, retries and dead-letters. The running broker is a [*Flow]: Send,
+// It is wired much as Knative's channel-based broker, with one subscription
+// per Trigger, "<name>-<trigger>", that delivers, sends the reply back into
+// the broker, retries and dead-letters; but each Trigger has a channel of
+// its own, "<name>-kne-trigger-<trigger>", and the filters are evaluated
+// once when an event enters the broker, which publishes it to the channels
+// of the Triggers that match. (Knative has one channel and filters in each
+// Trigger's delivery; in process that would cost every Trigger a hop per
+// event, and make a synchronous sender inside a Trigger's delivery wait for
+// Triggers it does not concern.) The running broker is a [*Flow]: Send,
 // TrySend and Handle publish into it (Handle waits for every delivery the
 // event caused, replies and their deliveries included, as Knative's
 // synchronous ingress does), and it can be the step, reply or dead-letter
@@ -68,17 +73,17 @@ var ErrTTLExhausted = errors.New("flows: broker TTL exhausted")
 // starts again at 255 each time round, as in Knative, since the flow's
 // steps do not see the TTL.
 //
-// Capacity. External sends wait for room in the broker's channel, as for
-// any flow; replies do not (on the in-memory channel), since the delivery
-// that produces a reply holds a place in the channel until its reply is in:
+// Capacity. External sends wait for room in the Triggers' channels, as for
+// any flow; replies do not (on in-memory channels), since the delivery
+// that produces a reply holds a place in a channel until its reply is in:
 // waiting there could deadlock the broker against itself. A fan-out of
 // replies can therefore grow the channel past its capacity, by at most one
 // event per delivery in progress at a time, and no further than the TTL
 // allows.
 //
-// Shutdown waits, on the in-memory channel, until no event is in the broker
-// any more, replies included, before it closes the channel. On another
-// channel it closes it at once: a reply of an event still being delivered
+// Shutdown waits, on in-memory channels, until no event is in the broker
+// any more, replies included, before it closes the channels. On others it
+// closes them at once, one after the other: a reply of an event still being delivered
 // is then refused, and that event is handed back to the channel
 // undelivered (a durable channel delivers it again on the next start, so
 // its subscriber may see it twice: at least once).
@@ -215,12 +220,14 @@ func (b *Broker) Start(ctx context.Context, opts ...Option) (*Flow, error) {
 	if err := bld.opts.checkDestinations("broker "+strconv.Quote(name), b.handlers()); err != nil {
 		return nil, err
 	}
-	br := &brokerRun{name: name, log: bld.opts.logger, quiet: make(chan struct{})}
-	br.ch = bld.channel(name + "-kne-trigger")
-	br.mem, _ = br.ch.(*InMemoryChannel)
+	br := &brokerRun{name: name, log: bld.opts.logger, quiet: make(chan struct{}), mem: true}
 	for i := range b.Triggers {
 		t := &b.Triggers[i]
 		step := fmt.Sprintf("triggers[%d]", i)
+		ch := bld.channel(name + "-kne-trigger-" + t.name(i))
+		if bld.err != nil {
+			break
+		}
 		sub := &subscription{
 			name:       name + "-" + t.name(i),
 			step:       step,
@@ -234,18 +241,18 @@ func (b *Broker) Start(ctx context.Context, opts ...Option) (*Flow, error) {
 		if sub.delivery == nil {
 			sub.delivery = b.Delivery.clone()
 		}
-		if f := t.filter(); !f.IsZero() {
-			sub.match = f.matches
-		}
-		bld.subscribe(br.ch, sub)
+		bld.subscribe(ch, sub)
 		if bld.err != nil {
 			break
 		}
+		br.triggers = append(br.triggers, brokerTrigger{filter: t.filter(), ch: ch})
 		// The subscriber is wrapped; what it exchanges over HTTP is its own.
 		_, sub.httpSubscriber = t.Subscriber.(*HTTPTarget)
-		if q, ok := sub.recv.(*memQueue); ok && br.mem != nil {
+		if q, ok := sub.recv.(*memQueue); ok {
 			br.queues = append(br.queues, q)
 			sub.acked = br.check
+		} else {
+			br.mem = false
 		}
 	}
 	f, err := bld.start(brokerInput{br})
@@ -269,13 +276,13 @@ func (b *Broker) Run(ctx context.Context, opts ...Option) error {
 
 // brokerRun is the state of a running broker.
 type brokerRun struct {
-	name string
-	ch   Channel
-	log  *slog.Logger
+	name     string
+	triggers []brokerTrigger
+	log      *slog.Logger
 
-	// On the in-memory channel, the drain waits until the broker is empty:
-	// no sender inside Publish, no event held by a subscription.
-	mem        *InMemoryChannel
+	// On in-memory channels (mem), the drain waits until the broker is
+	// empty: no sender inside Publish, no event held by a subscription.
+	mem        bool
 	queues     []*memQueue
 	draining   atomic.Bool
 	publishing atomic.Int64
@@ -283,10 +290,26 @@ type brokerRun struct {
 	quietOnce  sync.Once
 }
 
+// brokerTrigger is a Trigger's filter and the channel of its subscription.
+type brokerTrigger struct {
+	filter Filter
+	ch     Channel
+}
+
 // enter applies the rules of Knative's broker ingress to an event that
-// enters the broker: the arrival time, and the TTL, defaulted or counted
-// down (with Knative's conversions: an Integer, or a string holding one).
-func (br *brokerRun) enter(e *event.Event) error {
+// enters the broker (the arrival time, and the TTL, defaulted or counted
+// down with Knative's conversions: an Integer, or a string holding one),
+// evaluates every Trigger's filter on it once, and publishes it to the
+// channel of each Trigger that matches. Filters are evaluated here, in the
+// sender's goroutine, rather than by each Trigger's workers: an event
+// costs nothing to the Triggers it does not match, and a synchronous
+// sender (a Sequence replying to the broker from inside one of its
+// Triggers' deliveries) never waits for a Trigger it does not concern.
+//
+// The event is published to the matching channels one after the other: if
+// one refuses it, the earlier ones have it already, and a sender that
+// tries again may deliver it twice to them (at least once).
+func (br *brokerRun) enter(ctx context.Context, e *event.Event) error {
 	ttl := int32(DefaultBrokerTTL)
 	if v, ok := e.Extensions()[ExtensionBrokerTTL]; ok {
 		if n, err := types.ToInteger(v); err == nil {
@@ -296,11 +319,35 @@ func (br *brokerRun) enter(e *event.Event) error {
 	if ttl <= 0 {
 		return &ttlError{broker: br.name, id: e.ID()}
 	}
+	if err := e.Context.SetExtension(ExtensionArrivalTime, time.Now().UTC().Format(time.RFC3339Nano)); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidEvent, err)
+	}
+	// The filters see the event without its TTL.
+	if err := e.Context.SetExtension(ExtensionBrokerTTL, nil); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidEvent, err)
+	}
+	var buf [16]int
+	matched := buf[:0]
+	for i := range br.triggers {
+		if br.triggers[i].filter.matches(e) {
+			matched = append(matched, i)
+		}
+	}
+	if len(matched) == 0 {
+		return nil // as a Knative broker without a matching Trigger: accepted, and dropped
+	}
 	if err := e.Context.SetExtension(ExtensionBrokerTTL, ttl); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidEvent, err)
 	}
-	if err := e.Context.SetExtension(ExtensionArrivalTime, time.Now().UTC().Format(time.RFC3339Nano)); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidEvent, err)
+	for k, i := range matched {
+		t := &br.triggers[i]
+		ev := e
+		if k < len(matched)-1 {
+			ev = copyEvent(*e, true) // each channel owns what it is given
+		}
+		if err := t.ch.Publish(ctx, ev); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -332,7 +379,7 @@ func (e *ttlError) As(target any) bool {
 // channel), or at once (on another), or when halt is closed.
 func (br *brokerRun) quiesce(halt <-chan struct{}) {
 	br.draining.Store(true)
-	if br.mem == nil || br.idle() {
+	if !br.mem || br.idle() {
 		return
 	}
 	select {
@@ -376,14 +423,17 @@ func (in brokerInput) Publish(ctx context.Context, e *event.Event) error {
 	if br.draining.Load() {
 		return ErrClosed
 	}
-	if err := br.enter(e); err != nil {
-		return err
-	}
-	return br.ch.Publish(ctx, e)
+	return br.enter(ctx, e)
 }
 
-func (in brokerInput) Subscribe(name string) (Receiver, error) { return in.br.ch.Subscribe(name) }
-func (in brokerInput) Close() error                            { return in.br.ch.Close() }
+// Subscribe is not for the broker's input: its subscriptions are the
+// Triggers'.
+func (in brokerInput) Subscribe(string) (Receiver, error) {
+	return nil, errors.New("flows: a broker's input has no subscriptions of its own")
+}
+
+// Close is done by the flow's drain, channel by channel.
+func (in brokerInput) Close() error { return nil }
 
 // triggerHandler calls a Trigger's subscriber as Knative's broker filter
 // does: without the TTL, and with the TTL of the event on the reply.
@@ -426,19 +476,16 @@ func (r *brokerReentry) Handle(ctx context.Context, e event.Event) (*event.Event
 	if e.Context == nil {
 		return nil, Permanent(fmt.Errorf("%w: a reply without attributes", ErrInvalidEvent))
 	}
-	if err := br.enter(&e); err != nil {
+	ne := &envelope{reentry: true}
+	if env := envelopeFrom(ctx); env != nil {
+		ne.tr, ne.header = env.tr, env.header
+	}
+	if err := br.enter(withEnvelope(ctx, ne), &e); err != nil {
 		if errors.Is(err, ErrTTLExhausted) {
 			br.log.LogAttrs(ctx, slog.LevelWarn, "flows: broker TTL exhausted, reply refused",
 				slog.String("broker", br.name), slog.String("trigger", r.trigger),
 				slog.String("id", e.ID()), slog.String("type", e.Type()))
 		}
-		return nil, Permanent(err)
-	}
-	ne := &envelope{reentry: true}
-	if env := envelopeFrom(ctx); env != nil {
-		ne.tr, ne.header = env.tr, env.header
-	}
-	if err := br.ch.Publish(withEnvelope(ctx, ne), &e); err != nil {
 		return nil, Permanent(err)
 	}
 	return nil, nil

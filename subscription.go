@@ -35,10 +35,8 @@ type subscription struct {
 	// flow and step name the subscription to the observer, if any.
 	flow, step string
 	obs        *Observer
-	// A broker's Trigger: match, if set, is its filter, evaluated before
-	// anything else; reentry says that the reply goes back into the
-	// subscription's own channel; acked, if set, is called after each Ack.
-	match   func(*event.Event) bool
+	// A broker's Trigger: reentry says that the reply goes back into the
+	// broker; acked, if set, is called after each Ack.
 	reentry bool
 	acked   func()
 }
@@ -148,9 +146,6 @@ func (s *subscription) deliverMessage(ctx context.Context, m Message, o *Observe
 	env := envelopeOf(m)
 	tr := env.tr
 	d := s.policy()
-	if s.match != nil && !s.match(e) {
-		return result{outcome: OutcomeFiltered}
-	}
 
 	in := *e
 	if d.attempts() > attempt || (d != nil && d.DeadLetter != nil) {
