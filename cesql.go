@@ -47,7 +47,7 @@ func parseCESQL(expr string) (f *cesqlFilter) {
 	defer func() {
 		// The parser panics on some malformed input, such as "type = 'a' AND".
 		if r := recover(); r != nil {
-			f.ex, f.err = nil, fmt.Errorf("expression %q does not parse: %v", expr, r)
+			f.ex, f.err = nil, fmt.Errorf("expression %q does not parse (the CESQL parser gave up: %v)", expr, r)
 		}
 	}()
 	ex, err := cesqlparser.Parse(expr)
