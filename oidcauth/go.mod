@@ -7,6 +7,11 @@ require github.com/eventflows/flows v0.0.0
 require go.uber.org/goleak v1.3.0
 
 require (
+	github.com/antlr/antlr4/runtime/Go/antlr v1.4.10 // indirect
+	github.com/cloudevents/sdk-go/sql/v2 v2.16.2 // indirect
+)
+
+require (
 	github.com/cloudevents/sdk-go/v2 v2.16.2 // indirect
 	github.com/coreos/go-oidc/v3 v3.21.0
 	github.com/go-jose/go-jose/v4 v4.1.4
