@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
@@ -554,4 +556,54 @@ func TestBrokerRunAndAsAReply(t *testing.T) {
 			t.Errorf("Run = %v", err)
 		}
 	})
+}
+
+// Over HTTP, a reply hop carries the pass-through headers of the
+// subscriber's response: a Knative-* header that the replying subscriber
+// answered with reaches the subscriber of the Trigger the reply matches,
+// and the sender's pass-through headers reach the first subscriber.
+func TestBrokerReplyCarriesResponseHeaders(t *testing.T) {
+	replier := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Prefer") != "reply" {
+			t.Errorf("request to the subscriber without Prefer: reply: %v", r.Header)
+		}
+		w.Header().Set("Knative-Marker", "from-the-replier")
+		w.Header().Set("Foo", "not passed")
+		w.Header().Set("Ce-Specversion", "1.0")
+		w.Header().Set("Ce-Id", "reply-1")
+		w.Header().Set("Ce-Source", "/replier")
+		w.Header().Set("Ce-Type", "order.enriched")
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer replier.Close()
+	var mu sync.Mutex
+	var seen []http.Header
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Header.Clone())
+		mu.Unlock()
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer receiver.Close()
+	f := start(t, &flows.Broker{Triggers: []flows.Trigger{
+		{Filter: ofType("order.created"), Subscriber: flows.HTTP(replier.URL)},
+		{Filter: ofType("order.enriched"), Subscriber: flows.HTTP(receiver.URL)},
+	}})
+	if _, err := f.Handle(context.Background(), flowstest.NewEvent("1", "order.created", "/s", nil)); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 1 {
+		t.Fatalf("the reply's trigger got %d requests, want 1", len(seen))
+	}
+	if got := seen[0].Get("Knative-Marker"); got != "from-the-replier" {
+		t.Errorf("Knative-Marker = %q, want the replier's response header", got)
+	}
+	if got := seen[0].Get("Foo"); got != "" {
+		t.Errorf("Foo = %q, want only pass-through headers", got)
+	}
+	if got := seen[0].Get("Ce-Knativebrokerttl"); got != "" {
+		t.Errorf("the subscriber got the TTL: %q", got)
+	}
 }

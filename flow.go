@@ -83,7 +83,7 @@ func WithShutdownTimeout(d time.Duration) Option {
 	return func(o *options) { o.shutdownTimeout = d }
 }
 
-// A Flow is a running [Sequence] or [Parallel]. Events enter it with Send,
+// A Flow is a running [Sequence], [Parallel] or [Broker]. Events enter it with Send,
 // TrySend or Handle; Shutdown drains it and Close stops it.
 //
 // A Flow is a [Handler], so it can be a step, a branch, a reply or a
