@@ -96,8 +96,8 @@ var ErrTTLExhausted = errors.New("flows: broker TTL exhausted")
 // handed over in process, without the HTTP hops between ingress, channel
 // and filter.
 type Broker struct {
-	// Name names the flow, its channel and its subscriptions. The default
-	// is "default", the name of Knative's default broker.
+	// Name names the flow, its channels and its subscriptions. The
+	// default is "default", the name of Knative's default broker.
 	Name string
 
 	// Triggers are the routes out of the broker. A broker without any
@@ -111,8 +111,9 @@ type Broker struct {
 
 // A Trigger is one route of a [Broker], as Knative's Trigger.
 type Trigger struct {
-	// Name names the Trigger's subscription, "<broker>-<name>". The
-	// default is "trigger-<i>", i being its index. Names must be unique
+	// Name names the Trigger's subscription, "<broker>-<name>", and its
+	// channel, "<broker>-kne-trigger-<name>". The default is
+	// "trigger-<i>", i being its index. Names must be unique
 	// within the broker; give them when the Triggers of a durable channel
 	// may be reordered between runs.
 	Name string
@@ -207,8 +208,8 @@ func (b *Broker) handlers() []pathHandler {
 	return b.Delivery.appendHandlers(out, "delivery")
 }
 
-// Start validates the definition, creates the broker's channel and its
-// Triggers' subscriptions and starts them. The broker accepts events once
+// Start validates the definition, creates its Triggers' channels and
+// subscriptions and starts them. The broker accepts events once
 // Start returns; stop it with [Flow.Shutdown] or [Flow.Close]. ctx is used
 // while starting, not afterwards.
 func (b *Broker) Start(ctx context.Context, opts ...Option) (*Flow, error) {
