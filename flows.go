@@ -3,8 +3,7 @@
 // subscriptions, delivery specs and PingSource.
 //
 // A flow is described with plain values ([Sequence], [Parallel], [Broker],
-// [Ping]) and
-// started with their Start or Run methods. Everything that receives events
+// [Ping]) and started with their Start or Run methods. Everything that receives events
 // (a Go function, an HTTP endpoint, a running flow) is a [Handler], so flows
 // nest: a Parallel can be a step of a Sequence and the reverse.
 //
