@@ -607,3 +607,44 @@ func TestBrokerReplyCarriesResponseHeaders(t *testing.T) {
 		t.Errorf("the subscriber got the TTL: %q", got)
 	}
 }
+
+// Senders racing a Shutdown: every event that Send accepted is delivered,
+// with the replies it causes, and the others get ErrClosed.
+func TestBrokerShutdownUnderLoad(t *testing.T) {
+	echo := flowstest.NewRecorder(retype("b", ""))
+	out := flowstest.NewRecorder()
+	f, err := (&flows.Broker{Triggers: []flows.Trigger{
+		{Filter: ofType("a"), Subscriber: echo},
+		{Filter: ofType("b"), Subscriber: out},
+	}}).Start(context.Background(), flows.WithCapacity(8), flows.WithConcurrency(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var accepted atomic.Int64
+	var wg sync.WaitGroup
+	for s := range 8 {
+		wg.Go(func() {
+			for i := 0; i < 2000; i++ {
+				err := f.Send(context.Background(), flowstest.NewEvent(fmt.Sprintf("%d-%d", s, i), "a", "/s", nil))
+				if errors.Is(err, flows.ErrClosed) {
+					return
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				accepted.Add(1)
+			}
+		})
+	}
+	echo.MustWait(t, 100) // the senders are going
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := f.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown = %v", err)
+	}
+	wg.Wait()
+	if n := accepted.Load(); int64(echo.Len()) != n || int64(out.Len()) != n {
+		t.Errorf("accepted %d events; first trigger got %d, the replies' trigger %d", n, echo.Len(), out.Len())
+	}
+}
