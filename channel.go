@@ -106,17 +106,26 @@ func (c *InMemoryChannel) Publish(ctx context.Context, e *event.Event) error {
 		return ErrClosed
 	}
 	subs := c.subs
-	for i, q := range subs {
-		if err := q.acquire(ctx, c.abortC); err != nil {
-			for _, q := range subs[:i] {
-				q.release()
+	env := envelopeFrom(ctx)
+	if env != nil && env.reentry {
+		// A broker's reply: its delivery holds a slot until it is in, so
+		// waiting for room could deadlock the broker against itself.
+		for _, q := range subs {
+			q.used.Add(1)
+		}
+	} else {
+		for i, q := range subs {
+			if err := q.acquire(ctx, c.abortC); err != nil {
+				for _, q := range subs[:i] {
+					q.release()
+				}
+				return err
 			}
-			return err
 		}
 	}
 	var tr *tracker
 	var header http.Header
-	if env := envelopeFrom(ctx); env != nil {
+	if env != nil {
 		tr, header = env.tr, env.header
 		if tr != nil {
 			tr.add(len(subs))
@@ -129,6 +138,10 @@ func (c *InMemoryChannel) Publish(ctx context.Context, e *event.Event) error {
 		}
 		m := memMessages.Get().(*memMessage)
 		*m = memMessage{e: ev, attempt: 1, q: q, tr: tr, header: header}
+		if env != nil && env.reentry {
+			q.push(m)
+			continue
+		}
 		// Never blocks: the slot acquired above has room in q.ready.
 		q.ready <- m
 	}
@@ -316,7 +329,7 @@ func (q *memQueue) redeliver(m *memMessage, delay time.Duration) {
 		return
 	}
 	if delay <= 0 {
-		q.ready <- m // the message still holds its slot, so there is room
+		q.push(m)
 		return
 	}
 	if q.waiting == nil {
@@ -327,9 +340,29 @@ func (q *memQueue) redeliver(m *memMessage, delay time.Duration) {
 		defer q.mu.Unlock()
 		if _, ok := q.waiting[m]; ok {
 			delete(q.waiting, m)
-			q.ready <- m
+			q.push(m)
 		}
 	})
+}
+
+// push queues m, which holds a slot. There is room in q.ready unless a
+// broker's replies took slots beyond the capacity (see [Broker]): then a
+// goroutine waits for room, since waiting here could deadlock the
+// receivers that would make it.
+func (q *memQueue) push(m *memMessage) {
+	select {
+	case q.ready <- m:
+	default:
+		go func() {
+			select {
+			case q.ready <- m:
+			case <-q.ch.abortC:
+				q.mu.Lock()
+				q.leftovers = append(q.leftovers, m)
+				q.mu.Unlock()
+			}
+		}()
+	}
 }
 
 func (q *memQueue) abort() {
@@ -463,6 +496,9 @@ type envelope struct {
 	// their context to several HTTP targets at once.
 	replyHeader     http.Header
 	wantReplyHeader bool
+	// reentry marks a broker's reply, published into the channel it came
+	// from: it does not wait for room (see [Broker]).
+	reentry bool
 }
 
 type envelopeKey struct{}

@@ -94,7 +94,7 @@ func WithShutdownTimeout(d time.Duration) Option {
 	return func(o *options) { o.shutdownTimeout = d }
 }
 
-// A Flow is a running [Sequence] or [Parallel]. Events enter it with Send,
+// A Flow is a running [Sequence], [Parallel] or [Broker]. Events enter it with Send,
 // TrySend or Handle; Shutdown drains it and Close stops it.
 //
 // A Flow is a [Handler], so it can be a step, a branch, a reply or a
@@ -108,6 +108,11 @@ type Flow struct {
 	log    *slog.Logger
 	obs    *Observer
 	onStop func() // from the observer's Start hook
+	// quiesce, if set, is called when the drain begins and returns once
+	// the channels may be closed (a broker waits for its replies); halt is
+	// closed by a hard stop.
+	quiesce func(halt <-chan struct{})
+	halt    <-chan struct{}
 
 	cancel   context.CancelFunc // cancels the workers' context: the hard stop
 	stopping atomic.Bool
@@ -200,7 +205,7 @@ func (b *builder) start(input Channel) (*Flow, error) {
 	}
 	f.input = input
 	ctx, cancel := context.WithCancel(context.Background())
-	f.cancel = cancel
+	f.cancel, f.halt = cancel, ctx.Done()
 	ctx = withMaxReplyBytes(ctx, b.opts.maxReplyBytes)
 	for _, st := range f.stages {
 		for _, s := range st.subs {
@@ -561,6 +566,9 @@ func (f *Flow) begin() {
 
 func (f *Flow) drain() {
 	defer close(f.stopped)
+	if f.quiesce != nil {
+		f.quiesce(f.halt)
+	}
 	for _, st := range f.stages {
 		st.ch.Close()
 		for _, s := range st.subs {

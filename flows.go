@@ -2,8 +2,8 @@
 // with the semantics of Knative Eventing's Sequence, Parallel, channels,
 // subscriptions, delivery specs and PingSource.
 //
-// A flow is described with plain values ([Sequence], [Parallel], [Ping]) and
-// started with their Start or Run methods. Everything that receives events
+// A flow is described with plain values ([Sequence], [Parallel], [Broker],
+// [Ping]) and started with their Start or Run methods. Everything that receives events
 // (a Go function, an HTTP endpoint, a running flow) is a [Handler], so flows
 // nest: a Parallel can be a step of a Sequence and the reverse.
 //

@@ -35,6 +35,10 @@ type subscription struct {
 	// flow and step name the subscription to the observer, if any.
 	flow, step string
 	obs        *Observer
+	// A broker's Trigger: reentry says that the reply goes back into the
+	// broker; acked, if set, is called after each Ack.
+	reentry bool
+	acked   func()
 }
 
 // start launches the workers; they stop when the receiver is drained or ctx ends.
@@ -101,6 +105,9 @@ func (s *subscription) process(ctx context.Context, m Message) {
 		m.Nack(0)
 	default:
 		m.Ack()
+		if s.acked != nil {
+			s.acked()
+		}
 	}
 }
 
@@ -182,15 +189,17 @@ func (s *subscription) deliverMessage(ctx context.Context, m Message, o *Observe
 		attempts, err = deliver(rctx, hopTarget(s.reply), reply, d, s.observe(o, RoleReply, s.replyDest))
 		dest, replyFailed = s.replyDest, err != nil
 		_, forwarded = s.reply.(channelSink)
+		forwarded = forwarded || s.reentry
 	}
 	switch {
 	case err == nil && reply == nil && s.filterHop:
 		return result{outcome: OutcomeFiltered}
 	case err == nil:
 		return result{outcome: OutcomeDelivered, forwarded: forwarded}
-	case ctx.Err() != nil:
-		// A hard stop cancelled the attempt: the event is not delivered; the
-		// channel keeps it (or reports it as undelivered).
+	case ctx.Err() != nil, replyFailed && s.reentry && errors.Is(err, ErrClosed):
+		// A hard stop cancelled the attempt (or, for a broker's Trigger, the
+		// drain closed the channel its reply re-enters): the event is not
+		// delivered; the channel keeps it (or reports it as undelivered).
 		return result{outcome: OutcomeStopped, err: err}
 	case !replyFailed && retryable(err) && attempt < d.attempts():
 		wait := d.wait(attempt, err)

@@ -67,7 +67,11 @@ type ChannelFeatures struct {
 // Attempt counting up and the delay honoured), ordering if promised, Close
 // and the drain that follows, and context cancellation of Receive and of a
 // Publish waiting for room. It ends with a [flows.Sequence] running on the
-// channel, with a step that is retried and an event that is dead-lettered.
+// channel, with a step that is retried and an event that is dead-lettered,
+// and with what a [flows.Broker] needs of its channels: a publish into the
+// channel while one of its messages is held (a reply re-entering its
+// Trigger), and a reply loop that ends on the broker's TTL, an Integer
+// extension that the channel must keep.
 //
 // Each subtest bounds its waits, so that a channel that loses an event fails
 // with a message saying what did arrive instead of hanging.
@@ -92,6 +96,8 @@ func TestChannel(t *testing.T, f ChannelFeatures, newChannel func(t *testing.T) 
 	t.Run("FullChannel", s.fullChannel)
 	t.Run("SharedAcrossHandles", s.sharedAcrossHandles)
 	t.Run("Flow", s.flow)
+	t.Run("Reentry", s.reentry)
+	t.Run("Broker", s.broker)
 }
 
 // minCapacity is the most events a subtest publishes before it receives.
@@ -912,5 +918,69 @@ func (s *suite) flow(t *testing.T) {
 	}
 	if err := flow.Send(ctx, testEvent("after", 0)); !errors.Is(err, flows.ErrClosed) {
 		t.Errorf("Send after Shutdown = %v; want ErrClosed", err)
+	}
+}
+
+// reentry publishes into a channel while one of its messages is held, as a
+// broker's Trigger does when its subscriber's reply matches it again.
+func (s *suite) reentry(t *testing.T) {
+	ctx := testContext(t)
+	ch := s.channel(t)
+	r := subscribe(t, ch, "sub")
+	first, reply := testEvent("reentry", 0), testEvent("reentry", 1)
+	publish(ctx, t, ch, first)
+	held := receive(ctx, t, r)
+	checkSame(t, first, held.Event())
+	publish(ctx, t, ch, reply) // before the Ack, as a reply is
+	ack(t, held)
+	m := receive(ctx, t, r)
+	checkSame(t, reply, m.Event())
+	ack(t, m)
+	expectNothing(ctx, t, r)
+}
+
+// broker runs a Broker whose Trigger answers every event with itself: the
+// loop goes through the channel and ends on the TTL, which the channel
+// carries as an extension.
+func (s *suite) broker(t *testing.T) {
+	ctx := testContext(t)
+	var mu sync.Mutex
+	calls := 0
+	loop := flows.HandlerFunc(func(_ context.Context, e event.Event) (*event.Event, error) {
+		mu.Lock()
+		calls++
+		mu.Unlock()
+		return &e, nil
+	})
+	deadLetters := make(chan event.Event, 1)
+	b := &flows.Broker{Name: "conformance", Triggers: []flows.Trigger{{Name: "loop", Subscriber: loop}},
+		Delivery: &flows.Delivery{DeadLetter: flows.HandlerFunc(func(_ context.Context, e event.Event) (*event.Event, error) {
+			deadLetters <- e
+			return nil, nil
+		})}}
+	f, err := b.Start(ctx, flows.WithChannels(func(context.Context, string) (flows.Channel, error) {
+		return s.channel(t), nil
+	}))
+	if err != nil {
+		t.Fatalf("Start = %v", err)
+	}
+	t.Cleanup(func() { f.Close() })
+	e := testEvent("broker", 0)
+	e.SetExtension(flows.ExtensionBrokerTTL, 6)
+	if err := f.Send(ctx, e); err != nil {
+		t.Fatalf("Send = %v", err)
+	}
+	select {
+	case dl := <-deadLetters:
+		mu.Lock()
+		n := calls
+		mu.Unlock()
+		if n != 5 || dl.ID() != e.ID() {
+			t.Errorf("a reply loop started with TTL 6 made %d deliveries and dead-lettered %s; want 5 deliveries and %s", n, dl.ID(), e.ID())
+		}
+	case <-ctx.Done():
+		mu.Lock()
+		defer mu.Unlock()
+		t.Fatalf("a reply loop started with TTL 6 did not end on the TTL: %d deliveries, no dead letter", calls)
 	}
 }

@@ -9,6 +9,11 @@ require go.uber.org/goleak v1.3.0
 require go.yaml.in/yaml/v3 v3.0.5 // indirect
 
 require (
+	github.com/antlr/antlr4/runtime/Go/antlr v1.4.10 // indirect
+	github.com/cloudevents/sdk-go/sql/v2 v2.16.2 // indirect
+)
+
+require (
 	github.com/cloudevents/sdk-go/v2 v2.16.2 // indirect
 	github.com/coreos/go-oidc/v3 v3.21.0
 	github.com/go-jose/go-jose/v4 v4.1.4
