@@ -93,6 +93,24 @@ func BenchmarkLimitBrokerLoop(b *testing.B) {
 	})
 }
 
+// BenchmarkBrokerRefSequence1Step is the same subscriber as the one step
+// of a Sequence: the hop through a channel that a Trigger's delivery makes
+// too, without the broker's filters, arrival time and TTL.
+func BenchmarkBrokerRefSequence1Step(b *testing.B) {
+	b.ReportAllocs()
+	out := newSink()
+	work := subscribe(out)
+	sub := flows.HandlerFunc(func(_ context.Context, e event.Event) (*event.Event, error) {
+		work(&e)
+		return nil, nil
+	})
+	f, err := sequence(sub).Start(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchFlow(b, f, out, 1)
+}
+
 // filterTriggers is how many Triggers of one kind BenchmarkFilter gives a
 // broker.
 const filterTriggers = 100
