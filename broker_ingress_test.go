@@ -243,3 +243,29 @@ func TestBrokerIngressOfOneBroker(t *testing.T) {
 		t.Errorf("event: %d, %d delivered; want 202, 1", status, len(rec.Events()))
 	}
 }
+
+// TestBrokerIngressAuthenticatesFirst: an unauthenticated request gets 401
+// whether or not the broker exists, so that the answers do not tell which
+// brokers there are; an authenticated one gets the broker's answer.
+func TestBrokerIngressAuthenticatesFirst(t *testing.T) {
+	auth, err := flows.BearerToken("s3cret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := flows.NewBrokerIngress(flows.IngressAuthenticator(auth))
+	if err := h.Add("default", "default", start(t, &flows.Broker{})); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/default/default", "/default/unknown"} {
+		if w := serveBroker(h, "POST", path, binaryHeaders, "{}"); w.Code != 401 {
+			t.Errorf("%s without a token: %d %q, want 401", path, w.Code, w.Body)
+		}
+	}
+	authed := with(binaryHeaders, "Authorization", "Bearer s3cret")
+	if w := serveBroker(h, "POST", "/default/unknown", authed, "{}"); w.Code != 404 {
+		t.Errorf("unknown broker with a token: %d %q, want 404", w.Code, w.Body)
+	}
+	if w := serveBroker(h, "POST", "/default/default", authed, "{}"); w.Code != 202 {
+		t.Errorf("known broker with a token: %d %q, want 202", w.Code, w.Body)
+	}
+}
