@@ -312,7 +312,7 @@ type brokerTrigger struct {
 // tries again may deliver it twice to them (at least once).
 func (br *brokerRun) enter(ctx context.Context, e *event.Event) error {
 	ttl := int32(DefaultBrokerTTL)
-	if v, ok := e.Extensions()[ExtensionBrokerTTL]; ok {
+	if v, ok := extension(e, ExtensionBrokerTTL); ok {
 		if n, err := types.ToInteger(v); err == nil {
 			ttl = max(n, 1) - 1 // no overflow below the minimum
 		}
@@ -320,11 +320,11 @@ func (br *brokerRun) enter(ctx context.Context, e *event.Event) error {
 	if ttl <= 0 {
 		return &ttlError{broker: br.name, id: e.ID()}
 	}
-	if err := e.Context.SetExtension(ExtensionArrivalTime, time.Now().UTC().Format(time.RFC3339Nano)); err != nil {
+	if err := setExtension(e, ExtensionArrivalTime, time.Now().UTC().Format(time.RFC3339Nano)); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidEvent, err)
 	}
 	// The filters see the event without its TTL.
-	if err := e.Context.SetExtension(ExtensionBrokerTTL, nil); err != nil {
+	if err := setExtension(e, ExtensionBrokerTTL, nil); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidEvent, err)
 	}
 	var buf [16]int
@@ -337,7 +337,7 @@ func (br *brokerRun) enter(ctx context.Context, e *event.Event) error {
 	if len(matched) == 0 {
 		return nil // as a Knative broker without a matching Trigger: accepted, and dropped
 	}
-	if err := e.Context.SetExtension(ExtensionBrokerTTL, ttl); err != nil {
+	if err := setExtension(e, ExtensionBrokerTTL, ttl); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidEvent, err)
 	}
 	for k, i := range matched {
@@ -441,11 +441,11 @@ func (in brokerInput) Close() error { return nil }
 type triggerHandler struct{ sub Handler }
 
 func (t triggerHandler) Handle(ctx context.Context, e event.Event) (*event.Event, error) {
-	ttl, held := e.Extensions()[ExtensionBrokerTTL]
+	ttl, held := extension(&e, ExtensionBrokerTTL)
 	if held {
 		// e is the subscription's to change: it copied the broker's event
 		// if a retry or a dead letter may need it.
-		e.SetExtension(ExtensionBrokerTTL, nil)
+		setExtension(&e, ExtensionBrokerTTL, nil)
 	}
 	reply, err := t.sub.Handle(ctx, e)
 	if err != nil || reply == nil {
@@ -463,6 +463,38 @@ func (t triggerHandler) Handle(ctx context.Context, e event.Event) (*event.Event
 		return nil, fmt.Errorf("%w: %w", ErrInvalidEvent, err)
 	}
 	return reply, nil
+}
+
+// extension reads one extension of e without copying them all, as
+// [event.Event.Extensions] does: the broker reads one or two per event and
+// per filter.
+func extension(e *event.Event, name string) (any, bool) {
+	if c, ok := e.Context.(*event.EventContextV1); ok {
+		v, ok := c.Extensions[name]
+		return v, ok
+	}
+	v, ok := e.Extensions()[name]
+	return v, ok
+}
+
+// setExtension sets one of the broker's own extensions on e (nil removes
+// it). Their names are lower-case and their values a string or an int32,
+// valid as they are: on a 1.0 event it writes the map directly, which
+// saves SetExtension's checks and lower-casing on every event.
+func setExtension(e *event.Event, name string, v any) error {
+	c, ok := e.Context.(*event.EventContextV1)
+	if !ok || c == nil {
+		return e.Context.SetExtension(name, v)
+	}
+	if v == nil {
+		delete(c.Extensions, name)
+		return nil
+	}
+	if c.Extensions == nil {
+		c.Extensions = make(map[string]any, 2)
+	}
+	c.Extensions[name] = v
+	return nil
 }
 
 // brokerReentry is the reply destination of every Trigger: the broker

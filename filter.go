@@ -401,7 +401,7 @@ func lookupAttr(e *event.Event, name string) (string, bool) {
 	case ExtensionBrokerTTL:
 		return "", false
 	}
-	v, ok := e.Extensions()[name]
+	v, ok := extension(e, name)
 	if !ok {
 		return "", false
 	}

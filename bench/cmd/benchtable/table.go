@@ -46,6 +46,7 @@ var targets = []target{
 	{"new connections per event, HTTP Sequence, 32 clients", "BenchmarkHTTPSequence3Steps/clients=32", "BenchmarkLimitHTTPChain3/clients=32", "conns/event", reused, 0.01},
 	{"p99 latency, one event in flight, vs Go channels", "BenchmarkSequence3Steps", "BenchmarkLimitGoChannels", "p99-ns", atMost, 2},
 	{"3-step Sequence on JetStream vs raw nats.go, events/s", "BenchmarkJetStreamSequence3Steps/default", "BenchmarkLimitJetStream", "events/s", atLeast, 0.5},
+	{"broker, 10 Triggers of which 1 matches, vs a hand-written loop over the same filters, events/s", "BenchmarkBroker/triggers=10", "BenchmarkLimitBrokerLoop/triggers=10", "events/s", atLeast, 0.8},
 	{"10,000 idle 3-step Sequences: heap MiB", "BenchmarkIdleSequences", "", "heap-MiB", belowAbs, 100},
 	{"10,000 idle 3-step Sequences: CPU while idle, % of a core", "BenchmarkIdleSequences", "", "idle-cpu-%", belowAbs, 0.1},
 }
@@ -59,6 +60,8 @@ var comparisons = []target{
 	{"serving with NewHTTPHandler vs raw server, 1 client", "BenchmarkHTTPServe/clients=1", "BenchmarkLimitHTTPHop/clients=1", "events/s", atLeast, 0},
 	{"serving with NewHTTPHandler vs raw server, 32 clients", "BenchmarkHTTPServe/clients=32", "BenchmarkLimitHTTPHop/clients=32", "events/s", atLeast, 0},
 	{"JetStream Sequence with prefetch 16, concurrency 4, vs raw nats.go", "BenchmarkJetStreamSequence3Steps/prefetch=16,concurrency=4", "BenchmarkLimitJetStream", "events/s", atLeast, 0},
+	{"broker, 10 Triggers, vs a one-step Sequence of the same subscriber, events/s", "BenchmarkBroker/triggers=10", "BenchmarkBrokerRefSequence1Step", "events/s", atLeast, 0},
+	{"broker, 1,000 Triggers, vs 10, events/s", "BenchmarkBroker/triggers=1000", "BenchmarkBroker/triggers=10", "events/s", atLeast, 0},
 	{"HTTP hop vs the SDK's Request, 1 client", "BenchmarkHTTPHop/clients=1", "BenchmarkLimitSDKRequest/clients=1", "events/s", atLeast, 0},
 	{"HTTP hop vs the SDK's Request, 32 clients", "BenchmarkHTTPHop/clients=32", "BenchmarkLimitSDKRequest/clients=32", "events/s", atLeast, 0},
 }
@@ -99,6 +102,8 @@ func render(b *strings.Builder, res *results, h header) {
 			cell(res, name, "ns/op"), cell(res, name, per), cell(res, name, "cpu-ns/event"), cell(res, name, "allocs/op"))
 	}
 
+	renderBroker(b, res)
+
 	b.WriteString("\n#### Every benchmark (medians)\n\n")
 	b.WriteString("| benchmark | events/s | cpu-ns/event | allocs/event | B/event | p50 ns | p99 ns | conns/event |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, name := range res.order {
@@ -113,6 +118,50 @@ func render(b *strings.Builder, res *results, h header) {
 		n := "BenchmarkIdleSequences"
 		fmt.Fprintf(b, "\nIdle: 10,000 three-step Sequences hold %s MiB of heap and %s MiB of goroutine stacks in %s goroutines, and use %s%% of a core while idle.\n",
 			cell(res, n, "heap-MiB"), cell(res, n, "stack-MiB"), cell(res, n, "goroutines"), cell(res, n, "idle-cpu-%"))
+	}
+}
+
+// filterTriggers is how many Triggers of one kind BenchmarkFilter gives a
+// broker (bench/broker_test.go).
+const filterTriggers = 100
+
+// renderBroker writes how a broker's cost grows with its Triggers, and
+// what one filter of each kind costs: (kind - baseline) / 100, the
+// baseline being the same broker without Triggers.
+func renderBroker(b *strings.Builder, res *results) {
+	var sizes []string
+	for _, name := range res.order {
+		if n, ok := strings.CutPrefix(name, "BenchmarkBroker/triggers="); ok {
+			sizes = append(sizes, n)
+		}
+	}
+	if len(sizes) > 0 {
+		b.WriteString("\n#### Broker: cost per event as Triggers grow (one matches)\n\n")
+		b.WriteString("| Triggers | ns/event | ns per Trigger | cpu-ns/event | allocs/event |\n|---:|---:|---:|---:|---:|\n")
+		for _, n := range sizes {
+			name := "BenchmarkBroker/triggers=" + n
+			fmt.Fprintf(b, "| %s | %s | %s | %s | %s |\n", n,
+				cell(res, name, "ns/op"), cell(res, name, "ns/trigger"), cell(res, name, "cpu-ns/event"), cell(res, name, "allocs/op"))
+		}
+	}
+	base, ok := res.median("BenchmarkFilter/baseline", "ns/op")
+	if !ok {
+		return
+	}
+	baseAllocs, _ := res.median("BenchmarkFilter/baseline", "allocs/op")
+	baseCPU, _ := res.median("BenchmarkFilter/baseline", "cpu-ns/event")
+	fmt.Fprintf(b, "\n#### Filters: cost of one filter on one event (%d Triggers of a kind, none matching, less a broker without Triggers at %s ns/event)\n\n", filterTriggers, num(base))
+	b.WriteString("| filter | ns/event | ns per filter | cpu-ns per filter | allocs per filter |\n|---|---:|---:|---:|---:|\n")
+	for _, name := range res.order {
+		kind, ok := strings.CutPrefix(name, "BenchmarkFilter/")
+		if !ok || kind == "baseline" {
+			continue
+		}
+		ns, _ := res.median(name, "ns/op")
+		allocs, _ := res.median(name, "allocs/op")
+		cpu, _ := res.median(name, "cpu-ns/event")
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s |\n", kind, num(ns), num((ns-base)/filterTriggers),
+			num((cpu-baseCPU)/filterTriggers), num((allocs-baseAllocs)/filterTriggers))
 	}
 }
 

@@ -20,6 +20,7 @@ func TestExamplesShowTheirFlowInMain(t *testing.T) {
 		"sequence":  {"flows.Sequence", "flows.Ping"},
 		"parallel":  {"flows.Parallel", "flows.Ping"},
 		"jetstream": {"flows.Sequence", "flows.Ping"},
+		"broker":    {"flows.Broker", "flows.Sequence", "flows.Ping"},
 	} {
 		t.Run(dir, func(t *testing.T) {
 			file := filepath.Join("..", "..", dir, "main.go")
