@@ -75,12 +75,13 @@ type steps struct {
 	url     string
 	mu      sync.Mutex
 	replies map[string]int
+	at      map[string]time.Time // when each event first reached the reply
 	total   int
 	more    chan struct{}
 }
 
 func newSteps(t *testing.T) *steps {
-	s := &steps{replies: map[string]int{}, more: make(chan struct{}, 1)}
+	s := &steps{replies: map[string]int{}, at: map[string]time.Time{}, more: make(chan struct{}, 1)}
 	mux := http.NewServeMux()
 	for _, name := range []string{"first", "second", "third"} {
 		mux.Handle("/"+name, flows.NewHTTPHandler(flows.HandlerFunc(func(_ context.Context, e event.Event) (*event.Event, error) {
@@ -94,7 +95,9 @@ func newSteps(t *testing.T) *steps {
 			return nil, flows.Permanent(fmt.Errorf("event %s skipped a step", e.ID()))
 		}
 		s.mu.Lock()
-		s.replies[e.ID()]++
+		if s.replies[e.ID()]++; s.replies[e.ID()] == 1 {
+			s.at[e.ID()] = time.Now()
+		}
 		s.total++
 		s.mu.Unlock()
 		select {

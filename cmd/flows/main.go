@@ -7,6 +7,9 @@
 //	flows graph -f parallel.yaml [--format mermaid|dot]  # dot needs Graphviz to render
 //	flows validate -f sequence.yaml --bind Service/first=http://127.0.0.1:8081 [--listen 127.0.0.1:8080]
 //	flows send --to http://127.0.0.1:8080/default/sequence-kn-sequence-0 --from flows-undelivered-….jsonl
+//	flows run -f sequence.yaml ... --durable ./data        # on an embedded NATS JetStream server
+//	flows run -f sequence.yaml ... --nats nats://host:4222  # on an existing one, shared by several runs
+//	flows status --nats nats://127.0.0.1:4222               # the backlog of each subscription
 //	flows version
 //
 // The Knative Services the manifests refer to are bound with --bind to
@@ -20,6 +23,12 @@
 // standard error. Ctrl-C drains the flows and exits; a second Ctrl-C stops
 // them at once. Events accepted and not delivered when the drain is cut
 // short are written to a file (--undelivered), which send posts again.
+//
+// With --durable DIR or --nats URL, the channels are NATS JetStream
+// streams instead (the flows with an InMemoryChannel template stay in
+// memory unless --all-durable): events survive crashes, several processes
+// with the same manifests share the work, and a drain cut short leaves the
+// undelivered events in the streams for the next run.
 //
 // Install it with: go install github.com/eventflows/flows/cmd/flows@latest (from a
 // checkout of the repository: go install ./cmd/flows)
