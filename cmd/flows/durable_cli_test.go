@@ -249,3 +249,32 @@ func streamMaxAge(t *testing.T, url, stream string) time.Duration {
 	}
 	return st.CachedInfo().Config.MaxAge
 }
+
+// Flags that cannot work together, or values out of range, are refused
+// before anything starts, naming the flag.
+func TestDurableFlagErrors(t *testing.T) {
+	file := channelsManifest(t, "http://127.0.0.1:1/")
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--durable", t.TempDir(), "--nats", "nats://127.0.0.1:1"}, "-durable and -nats/-nats-context exclude each other"},
+		{[]string{"--nats", "nats://127.0.0.1:1", "--storage", "disk"}, `-storage "disk": want file or memory`},
+		{[]string{"--nats", "nats://127.0.0.1:1", "--replicas", "9"}, "-replicas 9: want 1 to 5"},
+		{[]string{"--nats", "nats://127.0.0.1:1", "--nats-tls-cert", "c.pem"}, "-nats-tls-cert and -nats-tls-key go together"},
+		{[]string{"--nats", "nats://127.0.0.1:1", "--concurrency", "0"}, "-concurrency 0: want at least 1"},
+		{[]string{"--nats-context", filepath.Join(t.TempDir(), "none.json")}, "none.json: no such file or directory"},
+	} {
+		var out strings.Builder
+		code := run(context.Background(), append([]string{"run", "-f", file}, tt.args...), &out, &out, notify)
+		if code == 0 || !strings.Contains(out.String(), tt.want) {
+			t.Errorf("%v: exit %d\n%s\nwant %q", tt.args, code, out.String(), tt.want)
+		}
+	}
+	// Nothing listens there: the error names the server.
+	var out strings.Builder
+	if code := run(context.Background(), []string{"run", "-f", file, "--nats", "nats://127.0.0.1:" + strconv.Itoa(freePort(t))}, &out, &out, notify); code != 1 ||
+		!strings.Contains(out.String(), "connecting to NATS at nats://127.0.0.1:") {
+		t.Errorf("unreachable server: exit %d\n%s", code, out.String())
+	}
+}
