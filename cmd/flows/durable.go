@@ -198,6 +198,8 @@ type natsConn struct {
 	js  natsjs.JetStream
 	srv *server.Server
 	url string
+	// unlock notes who holds the -durable DIR, or releases it with "".
+	unlock func(note string)
 }
 
 // connect starts the embedded server of -durable, or connects to -nats.
@@ -217,6 +219,11 @@ func (n *natsFlags) connect(logger *slog.Logger) (*natsConn, error) {
 		if err := os.MkdirAll(n.durable, 0o700); err != nil {
 			return nil, fmt.Errorf("-durable: %w", err)
 		}
+		release, err := lockDir(n.durable)
+		if err != nil {
+			return nil, fmt.Errorf("-durable: %w", err)
+		}
+		c.unlock = release
 		srv, err := server.NewServer(&server.Options{
 			ServerName: "flows",
 			Host:       "127.0.0.1",
@@ -227,15 +234,18 @@ func (n *natsFlags) connect(logger *slog.Logger) (*natsConn, error) {
 			NoLog:      true,
 		})
 		if err != nil {
+			c.close()
 			return nil, fmt.Errorf("-durable: starting the NATS server: %w", err)
 		}
 		srv.Start()
 		if !srv.ReadyForConnections(30 * time.Second) {
 			srv.Shutdown()
+			c.close()
 			return nil, fmt.Errorf("-durable: the NATS server on 127.0.0.1:%d did not start (is the port taken? -nats-port 0 picks a free one)", n.port)
 		}
 		c.srv = srv
 		c.url = srv.ClientURL()
+		c.unlock(fmt.Sprintf("flows run (pid %d), its NATS server at %s", os.Getpid(), c.url))
 		logger.Info("flows: embedded NATS server with JetStream", "url", c.url, "store", n.durable)
 		opts = append(opts, nats.InProcessServer(srv))
 	} else {
@@ -283,6 +293,9 @@ func (c *natsConn) close() {
 	if c.srv != nil {
 		c.srv.Shutdown()
 		c.srv.WaitForShutdown()
+	}
+	if c.unlock != nil {
+		c.unlock("")
 	}
 }
 

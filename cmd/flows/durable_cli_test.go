@@ -278,3 +278,20 @@ func TestDurableFlagErrors(t *testing.T) {
 		t.Errorf("unreachable server: exit %d\n%s", code, out.String())
 	}
 }
+
+// Two embedded servers never share a -durable DIR: the second run is
+// refused, told where the first one's server is; once the first is killed,
+// the DIR is free again.
+func TestDurableDirLocked(t *testing.T) {
+	s := newSteps(t)
+	file, dir := s.manifest(t), filepath.Join(t.TempDir(), "store")
+	args := []string{"run", "-f", file, "--listen", "127.0.0.1:0", "--durable", dir, "--nats-port", "0"}
+	a := startRunner(t, "A", args...)
+	out, err := exec.Command(bin, args...).CombinedOutput()
+	want := "flows: -durable: " + dir + " is in use by flows run (pid " + strconv.Itoa(a.cmd.Process.Pid) + "), its NATS server at nats://127.0.0.1:"
+	if err == nil || !strings.Contains(string(out), want) {
+		t.Errorf("second run on the DIR: %v\n%s\nwant %q", err, out, want)
+	}
+	a.kill()
+	a.start()
+}
