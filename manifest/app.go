@@ -39,7 +39,7 @@ func (a *App) Start(ctx context.Context, opts ...flows.Option) error {
 		return fmt.Errorf("manifest: starting %s: %w", what, err)
 	}
 	for _, n := range a.flows {
-		f, err := n.start(ctx, opts)
+		f, err := n.start(ctx, append(slices.Clip(opts), n.opts...))
 		if err != nil {
 			return fail(n.doc.object(), err)
 		}
@@ -141,8 +141,8 @@ func (n *flowNode) start(ctx context.Context, opts []flows.Option) (*flows.Flow,
 // not have.
 var ErrNoFlow = errors.New("manifest: no such flow")
 
-// Flow returns the running flow of the Sequence, Parallel, InMemoryChannel
-// or Channel of that kind and name ("name" in the default namespace, or
+// Flow returns the running flow of the Sequence, Parallel, InMemoryChannel,
+// NatsJetStreamChannel or Channel of that kind and name ("name" in the default namespace, or
 // "namespace/name"). The error wraps [ErrNoFlow], naming the flows there
 // are, if the app has no such flow, and [ErrState] if it is not running.
 func (a *App) Flow(kind, name string) (*flows.Flow, error) {
@@ -374,7 +374,7 @@ func (a *App) Status() []Status {
 			out[len(out)-1].Ready, out[len(out)-1].Reason = "False", "NoBinding"
 		}
 	}
-	order := map[string]int{"Sequence": 0, "Parallel": 1, "InMemoryChannel": 2, "Channel": 3, "Subscription": 4, "PingSource": 5, "Service": 6}
+	order := map[string]int{"Sequence": 0, "Parallel": 1, "InMemoryChannel": 2, "NatsJetStreamChannel": 3, "Channel": 4, "Subscription": 5, "PingSource": 6, "Service": 7}
 	slices.SortStableFunc(out, func(x, y Status) int { return cmp.Compare(order[x.Kind], order[y.Kind]) })
 	return out
 }

@@ -31,6 +31,8 @@ type config struct {
 	serveAddr string
 	logger    *slog.Logger
 	client    *http.Client
+
+	flowChannels func(FlowChannels) ([]flows.Option, error)
 }
 
 // WithSchedule replaces the schedule of every PingSource, for example with
@@ -110,15 +112,19 @@ type branchDef struct {
 }
 
 type flowNode struct {
-	doc      *Document
-	kind     string // Sequence, Parallel, InMemoryChannel or Channel
-	steps    []stepDef
-	branches []branchDef
-	subs     []*subscriptionNode // for channels
-	reply    *target
-	delivery *deliveryDef // the channel's delivery: the default of its subscriptions
-	deps     []dependency
-	running  *flows.Flow
+	doc  *Document
+	kind string // Sequence, Parallel, InMemoryChannel, Channel or NatsJetStreamChannel
+	// channelKind is the kind of the flow's channels, and opts the options
+	// WithFlowChannels gave for them.
+	channelKind string
+	opts        []flows.Option
+	steps       []stepDef
+	branches    []branchDef
+	subs        []*subscriptionNode // for channels
+	reply       *target
+	delivery    *deliveryDef // the channel's delivery: the default of its subscriptions
+	deps        []dependency
+	running     *flows.Flow
 }
 
 type dependency struct {
@@ -148,7 +154,7 @@ type serviceNode struct {
 }
 
 // flowKinds are the kinds that run as a flows.Flow and can be referred to.
-var flowKinds = map[string]bool{"Sequence": true, "Parallel": true, "InMemoryChannel": true, "Channel": true}
+var flowKinds = map[string]bool{"Sequence": true, "Parallel": true, "InMemoryChannel": true, "Channel": true, "NatsJetStreamChannel": true}
 
 func objectKey(kind, namespace, name string) string { return kind + "/" + namespace + "/" + name }
 
@@ -249,6 +255,10 @@ func (r *resolver) resolve() {
 		case *Parallel:
 			r.parallel(n, o)
 		case *InMemoryChannel:
+			r.flowChannels(n, "kind", InMemoryChannelKind, false, nil)
+			n.delivery = r.delivery("spec.delivery", o.Spec.Delivery, n)
+		case *NatsJetStreamChannel:
+			r.flowChannels(n, "kind", NatsJetStreamChannelKind, false, o.Spec.Stream)
 			n.delivery = r.delivery("spec.delivery", o.Spec.Delivery, n)
 		case *Channel:
 			r.channelTemplate("spec.channelTemplate", o.Spec.ChannelTemplate, n)
@@ -373,10 +383,23 @@ func (d *deliveryDef) isStructured() bool { return d != nil && d.structured }
 
 func (r *resolver) channelTemplate(path string, ct *ChannelTemplateSpec, n *flowNode) {
 	if ct == nil {
-		return // Knative defaults to the cluster's default channel: InMemoryChannel.
+		// Knative defaults to the cluster's default channel: InMemoryChannel.
+		r.flowChannels(n, path, InMemoryChannelKind, true, nil)
+		return
 	}
-	if ct.Kind != "InMemoryChannel" || (ct.APIVersion != MessagingV1 && ct.APIVersion != "messaging.knative.dev/v1beta1") {
-		r.failf(path, "%s (%s) is not supported: flows run on in-memory channels; use messaging.knative.dev/v1 InMemoryChannel, and flows.WithChannels for other transports", ct.Kind, ct.APIVersion)
+	var stream *NatsStream
+	switch {
+	case ct.Kind == InMemoryChannelKind && (ct.APIVersion == MessagingV1 || ct.APIVersion == "messaging.knative.dev/v1beta1"):
+		r.templateFields(path, ct.Kind, ct.Spec)
+		r.flowChannels(n, path, InMemoryChannelKind, false, nil)
+	case ct.Kind == NatsJetStreamChannelKind && ct.APIVersion == MessagingV1Alpha1:
+		if ct.Spec != nil {
+			stream = ct.Spec.Stream
+		}
+		r.flowChannels(n, path, NatsJetStreamChannelKind, false, stream)
+	default:
+		r.failf(path, "%s (%s) is not supported: use %s InMemoryChannel, or %s NatsJetStreamChannel with durable channels; in Go, flows.WithChannels for other transports",
+			ct.Kind, ct.APIVersion, MessagingV1, MessagingV1Alpha1)
 	}
 	if ct.Spec != nil && ct.Spec.Delivery != nil {
 		n.delivery = r.delivery(path+".spec.delivery", ct.Spec.Delivery, n)
@@ -389,8 +412,8 @@ func (r *resolver) subscription(d *Document, s *Subscription) {
 	switch {
 	case ch.Name == "" || ch.Kind == "":
 		r.failf("spec.channel", "missing name or kind: want the channel to subscribe to, such as an InMemoryChannel declared in the manifests")
-	case ch.Kind != "InMemoryChannel" && ch.Kind != "Channel":
-		r.failf("spec.channel.kind", "%q is not supported: a Subscription's channel is an InMemoryChannel or a Channel declared in the manifests", ch.Kind)
+	case ch.Kind != "InMemoryChannel" && ch.Kind != "Channel" && ch.Kind != "NatsJetStreamChannel":
+		r.failf("spec.channel.kind", "%q is not supported: a Subscription's channel is an InMemoryChannel, NatsJetStreamChannel or Channel declared in the manifests", ch.Kind)
 	default:
 		ns := cmpString(ch.Namespace, d.namespace)
 		n := r.app.byKey[objectKey(ch.Kind, ns, ch.Name)]

@@ -26,8 +26,10 @@
 // A PingSource whose sink is a flow is done with each event once the flow
 // has accepted it, as with a channel ingress that answers 202 at once.
 //
-// Differences from Knative: channels are in memory (InMemoryChannel only;
-// other transports plug in with [flows.WithChannels]); a channel with its
+// Differences from Knative: channels are in memory, except the flows on
+// NatsJetStreamChannel (eventing-natss' kind), which run on the channels the
+// caller gives with [WithFlowChannels] (the flows command's --durable and
+// --nats); other transports plug in with [flows.WithChannels]; a channel with its
 // Subscriptions runs as a [flows.Parallel] without filters, whose internal
 // names derive from the channel's; durations accept weeks, days, hours,
 // minutes and seconds, not years or months; delivery timeouts need no

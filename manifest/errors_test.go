@@ -163,7 +163,7 @@ metadata: {name: noversion}
 - a list
 `}},
 			want: []string{
-				`k.yaml: document 1: kind: Broker (eventing.knative.dev/v1) is not supported; supported kinds: Sequence, Parallel (flows.knative.dev/v1); PingSource (sources.knative.dev/v1, sources.knative.dev/v1beta1); Subscription, InMemoryChannel, Channel (messaging.knative.dev/v1); Service (serving.knative.dev/v1)`,
+				`k.yaml: document 1: kind: Broker (eventing.knative.dev/v1) is not supported; supported kinds: Sequence, Parallel (flows.knative.dev/v1); PingSource (sources.knative.dev/v1, sources.knative.dev/v1beta1); Subscription, InMemoryChannel, Channel (messaging.knative.dev/v1); NatsJetStreamChannel (messaging.knative.dev/v1alpha1); Service (serving.knative.dev/v1)`,
 				`k.yaml: Sequence "old": apiVersion: Sequence "flows.knative.dev/v1beta1" is not supported; use flows.knative.dev/v1`,
 				`k.yaml: Sequence "old": spec.steps: missing: a Sequence needs at least one step`,
 				`k.yaml: Sequence "noversion": apiVersion: missing; want flows.knative.dev/v1`,
@@ -239,7 +239,7 @@ spec:
 				`f.yaml: Sequence "s": spec.steps[3].audience: not supported: OIDC authentication is not implemented`,
 				`f.yaml: Sequence "s": spec.steps[3].ref: missing name, apiVersion`,
 				`f.yaml: Parallel "p": spec.branches[0].subscriber: missing: want a ref or a uri`,
-				`f.yaml: Parallel "empty": spec.channelTemplate: KafkaChannel (messaging.knative.dev/v1alpha1) is not supported: flows run on in-memory channels; use messaging.knative.dev/v1 InMemoryChannel, and flows.WithChannels for other transports`,
+				`f.yaml: Parallel "empty": spec.channelTemplate: KafkaChannel (messaging.knative.dev/v1alpha1) is not supported: use messaging.knative.dev/v1 InMemoryChannel, or messaging.knative.dev/v1alpha1 NatsJetStreamChannel with durable channels; in Go, flows.WithChannels for other transports`,
 				`f.yaml: Parallel "empty": spec.branches: missing: a Parallel needs at least one branch`,
 			},
 		},
@@ -382,7 +382,7 @@ spec:
 `}},
 			want: []string{
 				`sub.yaml: Subscription "s1": spec.channel: InMemoryChannel "nowhere" is not declared in the manifests`,
-				`sub.yaml: Subscription "s2": spec.channel.kind: "KafkaChannel" is not supported: a Subscription's channel is an InMemoryChannel or a Channel declared in the manifests`,
+				`sub.yaml: Subscription "s2": spec.channel.kind: "KafkaChannel" is not supported: a Subscription's channel is an InMemoryChannel, NatsJetStreamChannel or Channel declared in the manifests`,
 				`sub.yaml: Subscription "s2": spec.subscriber: missing: a Subscription needs a subscriber`,
 				`sub.yaml: Subscription "s3": spec.subscriber: missing: a Subscription needs a subscriber`,
 			},

@@ -268,11 +268,12 @@ var kindTable = []kindInfo{
 	{MessagingV1, "Subscription", func() any { return new(Subscription) }},
 	{MessagingV1, "InMemoryChannel", func() any { return new(InMemoryChannel) }},
 	{MessagingV1, "Channel", func() any { return new(Channel) }},
+	{MessagingV1Alpha1, "NatsJetStreamChannel", func() any { return new(NatsJetStreamChannel) }},
 	{ServingV1, "Service", func() any { return new(Service) }},
 }
 
 const supportedKinds = "Sequence, Parallel (" + FlowsV1 + "); PingSource (" + SourcesV1 + ", " + SourcesV1Beta +
-	"); Subscription, InMemoryChannel, Channel (" + MessagingV1 + "); Service (" + ServingV1 + ")"
+	"); Subscription, InMemoryChannel, Channel (" + MessagingV1 + "); NatsJetStreamChannel (" + MessagingV1Alpha1 + "); Service (" + ServingV1 + ")"
 
 var yamlLine = regexp.MustCompile(`\bline [0-9]+\b`)
 

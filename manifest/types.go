@@ -12,6 +12,9 @@ const (
 	SourcesV1Beta = "sources.knative.dev/v1beta1"
 	MessagingV1   = "messaging.knative.dev/v1"
 	ServingV1     = "serving.knative.dev/v1"
+	// MessagingV1Alpha1 is the version of eventing-natss'
+	// NatsJetStreamChannel.
+	MessagingV1Alpha1 = "messaging.knative.dev/v1alpha1"
 )
 
 // TypeMeta is the apiVersion and kind every document starts with.
@@ -69,10 +72,13 @@ type DeliverySpec struct {
 }
 
 // ChannelTemplateSpec says which kind of channel a Sequence, Parallel or
-// Channel creates. Only InMemoryChannel is supported.
+// Channel creates: InMemoryChannel, or NatsJetStreamChannel when the caller
+// gives the channels of such flows (see [WithFlowChannels]).
 type ChannelTemplateSpec struct {
 	TypeMeta `json:",inline"`
-	Spec     *InMemoryChannelSpec `json:"spec,omitempty"`
+	// Spec holds the fields of either kind's spec; a field of the other
+	// kind is an error.
+	Spec *NatsJetStreamChannelSpec `json:"spec,omitempty"`
 }
 
 // Sequence is flows.knative.dev/v1 Sequence.
@@ -175,6 +181,56 @@ type InMemoryChannel struct {
 // delivery of its subscriptions.
 type InMemoryChannelSpec struct {
 	Delivery *DeliverySpec `json:"delivery,omitempty"`
+}
+
+// NatsJetStreamChannel is messaging.knative.dev/v1alpha1
+// NatsJetStreamChannel, Knative's channel on NATS JetStream
+// (knative-extensions/eventing-natss). It runs only when the caller gives
+// the channels of such flows (see [WithFlowChannels]); the flows command
+// does with --durable or --nats.
+type NatsJetStreamChannel struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta               `json:"metadata"`
+	Spec     NatsJetStreamChannelSpec `json:"spec,omitempty"`
+}
+
+// NatsJetStreamChannelSpec is the spec of a [NatsJetStreamChannel], with
+// eventing-natss' field names. Stream settings are handed to the caller's
+// [WithFlowChannels] function; the consumer and deployment templates are
+// accepted and ignored.
+type NatsJetStreamChannelSpec struct {
+	Delivery               *DeliverySpec  `json:"delivery,omitempty"`
+	Stream                 *NatsStream    `json:"stream,omitempty"`
+	ConsumerConfigTemplate map[string]any `json:"consumerConfigTemplate,omitempty"`
+	DeploymentSpecTemplate map[string]any `json:"deploymentSpecTemplate,omitempty"`
+}
+
+// NatsStream is the stream part of a [NatsJetStreamChannelSpec].
+type NatsStream struct {
+	// OverrideName names eventing-natss' one stream per channel; a flow
+	// has a stream per channel, so it is ignored.
+	OverrideName string            `json:"overrideName,omitempty"`
+	Config       *NatsStreamConfig `json:"config,omitempty"`
+}
+
+// NatsStreamConfig is eventing-natss' StreamConfig. Durations are Go
+// durations ("1h30m"), as Kubernetes' metav1.Duration writes them.
+type NatsStreamConfig struct {
+	AdditionalSubjects []string       `json:"additionalSubjects,omitempty"`
+	Retention          string         `json:"retention,omitempty"` // Limits, Interest or Work
+	MaxConsumers       int            `json:"maxConsumers,omitempty"`
+	MaxMsgs            int64          `json:"maxMsgs,omitempty"`
+	MaxBytes           int64          `json:"maxBytes,omitempty"`
+	Discard            string         `json:"discard,omitempty"` // Old or New
+	MaxAge             string         `json:"maxAge,omitempty"`
+	MaxMsgSize         int32          `json:"maxMsgSize,omitempty"`
+	Storage            string         `json:"storage,omitempty"` // File or Memory
+	Replicas           int            `json:"replicas,omitempty"`
+	NoAck              bool           `json:"noAck,omitempty"`
+	DuplicateWindow    string         `json:"duplicateWindow,omitempty"`
+	Placement          map[string]any `json:"placement,omitempty"`
+	Mirror             map[string]any `json:"mirror,omitempty"`
+	Sources            []any          `json:"sources,omitempty"`
 }
 
 // Channel is messaging.knative.dev/v1 Channel: a channel of the kind its

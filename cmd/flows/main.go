@@ -7,6 +7,9 @@
 //	flows graph -f parallel.yaml [--format mermaid|dot]  # dot needs Graphviz to render
 //	flows validate -f sequence.yaml --bind Service/first=http://127.0.0.1:8081 [--listen 127.0.0.1:8080]
 //	flows send --to http://127.0.0.1:8080/default/sequence-kn-sequence-0 --from flows-undelivered-….jsonl
+//	flows run -f sequence.yaml ... --durable ./data        # on an embedded NATS JetStream server
+//	flows run -f sequence.yaml ... --nats nats://host:4222  # on an existing one, shared by several runs
+//	flows status --nats nats://127.0.0.1:4222               # the backlog of each subscription
 //	flows version
 //
 // The Knative Services the manifests refer to are bound with --bind to
@@ -20,6 +23,12 @@
 // standard error. Ctrl-C drains the flows and exits; a second Ctrl-C stops
 // them at once. Events accepted and not delivered when the drain is cut
 // short are written to a file (--undelivered), which send posts again.
+//
+// With --durable DIR or --nats URL, the channels are NATS JetStream
+// streams instead (the flows with an InMemoryChannel template stay in
+// memory unless --all-durable): events survive crashes, several processes
+// with the same manifests share the work, and a drain cut short leaves the
+// undelivered events in the streams for the next run.
 //
 // Install it with: go install github.com/eventflows/flows/cmd/flows@latest (from a
 // checkout of the repository: go install ./cmd/flows)
@@ -53,6 +62,7 @@ Commands:
   graph      print the flows as a Mermaid flowchart or a Graphviz DOT graph
              (rendering DOT needs Graphviz's dot command, installed separately)
   validate   check the manifests and bindings; exit 1 with every problem
+  status     print the backlog of each subscription of flows on NATS JetStream
   send       post CloudEvents (from a file of undelivered events, or from flags) to a URL
   version    print the version of flows and of Go it was built with
 
@@ -86,6 +96,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, notify fu
 		return cmdValidate(args[1:], stdout, stderr)
 	case "send":
 		return cmdSend(ctx, args[1:], stdout, stderr)
+	case "status":
+		return cmdStatus(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		return cmdVersion(args[1:], stdout, stderr)
 	}
@@ -150,8 +162,19 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, notify
 		"(JSON lines, one structured CloudEvent each, appended); by default a new flows-undelivered-<UTC time>.jsonl\n"+
 		"in the working directory. Send them again with flows send")
 	level := c.fs.String("log-level", "info", "log `level`: debug, info, warn or error")
+	concurrency := c.fs.Int("concurrency", 1, "how many events each subscription delivers at once (`n`); above 1, events may be delivered out of order")
+	var nf natsFlags
+	nf.addRunFlags(c.fs)
 	if code := c.parse(args); code >= 0 {
 		return code
+	}
+	if err := nf.check(); err != nil {
+		fmt.Fprintln(stderr, "flows:", err)
+		return 2
+	}
+	if *concurrency < 1 {
+		fmt.Fprintf(stderr, "flows: -concurrency %d: want at least 1\n", *concurrency)
+		return 2
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
@@ -160,7 +183,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, notify
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 
-	opts := []manifest.Option{manifest.WithDeliveryLog(logger), manifest.WithServeAddress(*listen)}
+	durable := &durableChannels{n: &nf}
+	opts := []manifest.Option{manifest.WithDeliveryLog(logger), manifest.WithServeAddress(*listen), manifest.WithFlowChannels(durable.choose)}
 	if *schedule != "" {
 		opts = append(opts, manifest.WithSchedule(*schedule))
 	}
@@ -173,7 +197,16 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, notify
 	sigs := make(chan os.Signal, 2)
 	defer notify(sigs)()
 
-	if err := app.Start(ctx); err != nil {
+	var conn *natsConn
+	if nf.enabled() {
+		if conn, err = nf.connect(logger); err != nil {
+			fmt.Fprintln(stderr, "flows:", err)
+			return 1
+		}
+		defer conn.close()
+		durable.js = conn.js
+	}
+	if err := app.Start(ctx, flows.WithConcurrency(*concurrency)); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
@@ -219,11 +252,20 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, notify
 		}
 	}
 	if err := app.Shutdown(dctx); err != nil {
-		logger.Error("flows: stopped with events not delivered", "error", err)
-		saveUndelivered(err, *undelivered, time.Now(), logger, stderr)
-		code = 1
+		if conn != nil && len(manifest.Undelivered(err)) == 0 {
+			// Only flows on JetStream were cut short: what they had not
+			// delivered is in the streams.
+			logger.Warn("flows: stopped before the flows drained", "error", err)
+		} else {
+			logger.Error("flows: stopped with events not delivered", "error", err)
+			saveUndelivered(err, *undelivered, time.Now(), logger, stderr)
+			code = 1
+		}
 	} else {
 		logger.Info("flows: drained")
+	}
+	if conn != nil {
+		conn.reportLeft(nf.prefix, logger)
 	}
 	return code
 }
@@ -260,7 +302,9 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	if code := c.parse(args); code >= 0 {
 		return code
 	}
-	app, err := c.load(manifest.WithServeAddress(*listen))
+	// A NatsJetStreamChannel is valid here; run says what it needs.
+	anyChannels := manifest.WithFlowChannels(func(manifest.FlowChannels) ([]flows.Option, error) { return nil, nil })
+	app, err := c.load(manifest.WithServeAddress(*listen), anyChannels)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
