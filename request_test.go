@@ -1,15 +1,22 @@
 package flows_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventflows/flows"
@@ -253,5 +260,117 @@ func TestRequestConcurrentRequestsNeverConfused(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+func TestIngressReply(t *testing.T) {
+	boom := flows.Permanent(errors.New("boom at step"))
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	seq := start(t, &flows.Sequence{Name: "seq", Steps: []flows.Step{{Subscriber: appender("a")}, {Subscriber: appender("b")}}})
+	none := start(t, &flows.Sequence{Name: "none", Steps: []flows.Step{{Subscriber: flowstest.NewRecorder(flowstest.NoReply())}}})
+	failing := start(t, &flows.Sequence{Name: "failing", Steps: []flows.Step{{Subscriber: flowstest.NewRecorder(flowstest.Fail(boom))}}})
+	dls := flowstest.NewRecorder()
+	deadLettered := start(t, &flows.Sequence{Name: "dl", Steps: []flows.Step{{Subscriber: flowstest.NewRecorder(flowstest.Fail(boom)), Delivery: &flows.Delivery{DeadLetter: dls}}}})
+	par := start(t, &flows.Parallel{Branches: []flows.Branch{
+		{Subscriber: renamer("b0")},
+		{Filter: flows.Match(func(event.Event) bool { return false }), Subscriber: renamer("b1")},
+		{Subscriber: renamer("b2")},
+	}})
+	broker := start(t, &flows.Broker{Triggers: []flows.Trigger{{Name: "t", Subscriber: flowstest.NewRecorder()}}})
+	body := `{"id":1,"message":">"}`
+
+	t.Run("200 binary", func(t *testing.T) {
+		status, got, h := request(t, "POST", serveIngress(t, seq, flows.IngressReply()), binaryHeaders, body)
+		if status != 200 || h.Get("Ce-Id") != "1" || h.Get("Ce-Type") != "greeting" || got != `{"id":1,"message":"\u003eab"}` && got != `{"id":1,"message":">ab"}` {
+			t.Errorf("answer %d %v %q, want 200 with the event in binary mode", status, h, got)
+		}
+	})
+	t.Run("200 structured", func(t *testing.T) {
+		in := `{"specversion":"1.0","id":"s1","source":"/curl","type":"greeting","datacontenttype":"application/json","data":` + body + `}`
+		status, got, h := request(t, "POST", serveIngress(t, seq, flows.IngressReply()), map[string]string{"Content-Type": "application/cloudevents+json"}, in)
+		if status != 200 || !strings.HasPrefix(h.Get("Content-Type"), "application/cloudevents+json") || h.Get("Ce-Id") != "" {
+			t.Fatalf("answer %d %v %q, want 200 with a structured event", status, h, got)
+		}
+		var e event.Event
+		if err := json.Unmarshal([]byte(got), &e); err != nil || e.ID() != "s1" || message(t, e) != ">ab" {
+			t.Errorf("answer %q (%v), want the output event", got, err)
+		}
+	})
+	t.Run("202 no output", func(t *testing.T) {
+		if status, got, _ := request(t, "POST", serveIngress(t, none, flows.IngressReply()), binaryHeaders, body); status != 202 || got != "" {
+			t.Errorf("answer %d %q, want 202 with no body", status, got)
+		}
+	})
+	t.Run("202 dead-lettered", func(t *testing.T) {
+		if status, _, _ := request(t, "POST", serveIngress(t, deadLettered, flows.IngressReply()), binaryHeaders, body); status != 202 || dls.Len() != 1 {
+			t.Errorf("answer %d with %d dead letters, want 202 and 1", status, dls.Len())
+		}
+	})
+	t.Run("500 failed", func(t *testing.T) {
+		status, got, _ := request(t, "POST", serveIngress(t, failing, flows.IngressReply(), flows.IngressLogger(logger)), binaryHeaders, body)
+		if status != 500 || got != "the event could not be delivered" {
+			t.Errorf("answer %d %q, want 500 with a generic reason", status, got)
+		}
+		if !strings.Contains(logs.String(), "boom at step") {
+			t.Errorf("the logger did not get the details: %s", logs.String())
+		}
+	})
+	t.Run("500 broker", func(t *testing.T) {
+		if status, _, _ := request(t, "POST", serveIngress(t, broker, flows.IngressReply()), binaryHeaders, body); status != 500 {
+			t.Errorf("answer %d, want 500", status)
+		}
+	})
+	t.Run("200 batch", func(t *testing.T) {
+		status, got, h := request(t, "POST", serveIngress(t, par, flows.IngressReply()), binaryHeaders, body)
+		if status != 200 || h.Get("Content-Type") != "application/cloudevents-batch+json" {
+			t.Fatalf("answer %d %v, want 200 with a batch", status, h)
+		}
+		var batch []event.Event
+		if err := json.Unmarshal([]byte(got), &batch); err != nil {
+			t.Fatalf("batch %q: %v", got, err)
+		}
+		gotIDs := ids(batch)
+		slices.Sort(gotIDs)
+		if !slices.Equal(gotIDs, []string{"b0", "b2"}) || message(t, batch[0]) != ">" {
+			t.Errorf("batch %q, want the events b0 and b2", got)
+		}
+	})
+}
+
+func TestIngressReplyTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts []flows.IngressOption
+		want time.Duration
+	}{
+		{"default", nil, flows.DefaultReplyTimeout},
+		{"set", []flows.IngressOption{flows.IngressReplyTimeout(2 * time.Second)}, 2 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				release := make(chan struct{})
+				hold := flows.HandlerFunc(func(_ context.Context, e event.Event) (*event.Event, error) {
+					<-release
+					return &e, nil
+				})
+				out := flowstest.NewRecorder()
+				f := start(t, &flows.Sequence{Steps: []flows.Step{{Subscriber: hold}}, Reply: out})
+				in := flows.NewIngress(f, append([]flows.IngressOption{flows.IngressReply()}, tc.opts...)...)
+				req := httptest.NewRequest("POST", "/", strings.NewReader(`{}`))
+				for k, v := range binaryHeaders {
+					req.Header.Set(k, v)
+				}
+				w := httptest.NewRecorder()
+				t0 := time.Now()
+				in.ServeHTTP(w, req)
+				if w.Code != http.StatusGatewayTimeout || time.Since(t0) != tc.want {
+					t.Errorf("answer %d after %s, want 504 after %s", w.Code, time.Since(t0), tc.want)
+				}
+				// The event goes on in the background.
+				close(release)
+				out.MustWait(t, 1)
+			})
+		})
 	}
 }
