@@ -283,7 +283,8 @@ func (f *Flow) observedPublish(ctx context.Context, o *Observer, e *event.Event)
 // event goes on in the background.
 //
 // Completion is tracked through in-memory channels; with other channels
-// Handle returns once the event was accepted.
+// Handle returns once the event was accepted. [Flow.Request] also returns
+// the events that came out.
 func (f *Flow) Handle(ctx context.Context, e event.Event) (*event.Event, error) {
 	// As a step or a reply of a Flow.Request's flow, f's ends are the
 	// request's (see follow); a broker has none.

@@ -124,6 +124,15 @@ func follow(h Handler, out *outputs) *outputs {
 	return nil
 }
 
+// follows is follow for s's subscriber: a Parallel's filter is never
+// followed, since its reply is what decides.
+func (s *subscription) follows(out *outputs) *outputs {
+	if s.filterHop {
+		return nil
+	}
+	return follow(s.subscriber, out)
+}
+
 // leaves reports whether a reply of s's subscriber, once delivered, has
 // left the request's flows: it has no destination, or one that is neither
 // a channel of the flow, nor the broker it re-enters, nor a flow that the

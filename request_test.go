@@ -1,12 +1,10 @@
 package flows_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -79,16 +77,16 @@ func TestRequestSequenceStepWithNoReplyHasNoOutput(t *testing.T) {
 }
 
 func TestRequestParallelTwoOfThreeBranchesInTheOrderTheyLeft(t *testing.T) {
-	// Branch 0 replies only once branch 2's output has been handed to the
-	// Reply, so the outputs left as b2, then b0; branch 1's filter refuses.
+	// Branch 0 replies only once branch 2 is done with the event (its
+	// output handed to the Reply), so the outputs left as b2, then b0;
+	// branch 1's filter refuses.
 	b2left := make(chan struct{})
-	var once sync.Once
-	reply := flows.HandlerFunc(func(_ context.Context, e event.Event) (*event.Event, error) {
-		if e.ID() == "b2" {
-			once.Do(func() { close(b2left) })
+	obs := &flows.Observer{Deliver: func(ctx context.Context, d *flows.DeliveryInfo) (context.Context, func()) {
+		if d.Step != "branches[2]" {
+			return ctx, nil
 		}
-		return nil, nil
-	})
+		return ctx, func() { close(b2left) }
+	}}
 	waitB2 := flows.HandlerFunc(func(ctx context.Context, e event.Event) (*event.Event, error) {
 		select {
 		case <-b2left:
@@ -97,14 +95,18 @@ func TestRequestParallelTwoOfThreeBranchesInTheOrderTheyLeft(t *testing.T) {
 		}
 		return renamer("b0").Handle(ctx, e)
 	})
+	reply := flowstest.NewRecorder()
 	f := start(t, &flows.Parallel{Branches: []flows.Branch{
 		{Subscriber: waitB2},
 		{Filter: flows.Match(func(event.Event) bool { return false }), Subscriber: renamer("b1")},
 		{Filter: flows.Match(func(event.Event) bool { return true }), Subscriber: renamer("b2")},
-	}, Reply: reply})
+	}, Reply: reply}, flows.WithObserver(obs))
 	outs := mustRequest(t, f, newEvent("in", msg{}))
 	if got, want := ids(outs), []string{"b2", "b0"}; !slices.Equal(got, want) {
 		t.Errorf("outputs %v, want %v", got, want)
+	}
+	if got := ids(reply.Events()); !slices.Equal(got, []string{"b2", "b0"}) {
+		t.Errorf("the Reply got %v, want the outputs too", got)
 	}
 }
 
@@ -265,8 +267,8 @@ func TestRequestConcurrentRequestsNeverConfused(t *testing.T) {
 
 func TestIngressReply(t *testing.T) {
 	boom := flows.Permanent(errors.New("boom at step"))
-	var logs bytes.Buffer
-	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	logs := new(logBuffer)
+	logger := logs.logger()
 	seq := start(t, &flows.Sequence{Name: "seq", Steps: []flows.Step{{Subscriber: appender("a")}, {Subscriber: appender("b")}}})
 	none := start(t, &flows.Sequence{Name: "none", Steps: []flows.Step{{Subscriber: flowstest.NewRecorder(flowstest.NoReply())}}})
 	failing := start(t, &flows.Sequence{Name: "failing", Steps: []flows.Step{{Subscriber: flowstest.NewRecorder(flowstest.Fail(boom))}}})

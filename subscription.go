@@ -158,7 +158,7 @@ func (s *subscription) deliverMessage(ctx context.Context, m Message, o *Observe
 	if env.header != nil || s.httpSubscriber || out != nil {
 		// Only HTTP subscribers read and answer pass-through headers;
 		// others get them for their own hops.
-		henv = &envelope{header: env.header, wantReplyHeader: s.httpSubscriber, out: follow(s.subscriber, out)}
+		henv = &envelope{header: env.header, wantReplyHeader: s.httpSubscriber, out: s.follows(out)}
 		hctx = withEnvelope(ctx, henv)
 	}
 	var reply *event.Event
