@@ -225,7 +225,8 @@ func IngressLogger(l *slog.Logger) IngressOption { return func(in *Ingress) { in
 // flow's first channel, which a graceful shutdown drains, so an accepted
 // event is not lost (unlike Knative's asynchronous channels, which drop
 // in-flight events when they stop). See [IngressSynchronous] for the other
-// mode. The pass-through headers of the request (see [PassThroughHeaders])
+// mode, and [IngressReply] for one that answers with the flow's outputs.
+// The pass-through headers of the request (see [PassThroughHeaders])
 // travel with the event to HTTP subscribers.
 type Ingress struct {
 	dst  Sender

@@ -160,6 +160,15 @@ func TestRequestErrors(t *testing.T) {
 			t.Errorf("dead-letter sink got %d events, want 1", dls.Len())
 		}
 	})
+	t.Run("dead-lettered to a flow", func(t *testing.T) {
+		// A dead-letter sink is never an end, even a flow with ends.
+		sinkFlow := start(t, &flows.Sequence{Name: "dlq", Steps: []flows.Step{{Subscriber: renamer("dl")}}})
+		f := start(t, &flows.Sequence{Steps: []flows.Step{{Subscriber: flowstest.NewRecorder(flowstest.Fail(boom)), Delivery: &flows.Delivery{DeadLetter: sinkFlow}}}})
+		outs, err := f.Request(context.Background(), newEvent("1", msg{}))
+		if err != nil || len(outs) != 0 {
+			t.Errorf("Request = %v, %v; want no output and no error", ids(outs), err)
+		}
+	})
 	t.Run("failed", func(t *testing.T) {
 		f := start(t, &flows.Parallel{Branches: []flows.Branch{{Subscriber: renamer("ok")}, {Subscriber: flowstest.NewRecorder(flowstest.Fail(boom))}}})
 		outs, err := f.Request(context.Background(), newEvent("1", msg{}))
