@@ -455,6 +455,7 @@ type tracker struct {
 	done    chan struct{}
 	mu      sync.Mutex
 	err     error
+	out     *outputs // set for a Flow.Request: where the event's ends go
 }
 
 func (t *tracker) init() {
@@ -499,6 +500,8 @@ type envelope struct {
 	// reentry marks a broker's reply, published into the channel it came
 	// from: it does not wait for room (see [Broker]).
 	reentry bool
+	// out hands a Flow.Request's outputs to a nested flow (see follow).
+	out *outputs
 }
 
 type envelopeKey struct{}

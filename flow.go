@@ -283,9 +283,18 @@ func (f *Flow) observedPublish(ctx context.Context, o *Observer, e *event.Event)
 // event goes on in the background.
 //
 // Completion is tracked through in-memory channels; with other channels
-// Handle returns once the event was accepted.
+// Handle returns once the event was accepted. [Flow.Request] also returns
+// the events that came out.
 func (f *Flow) Handle(ctx context.Context, e event.Event) (*event.Event, error) {
-	reply, err := sendAndWait(ctx, e, f.publish)
+	// As a step or a reply of a Flow.Request's flow, f's ends are the
+	// request's (see follow); a broker has none.
+	return f.handle(ctx, e, nil, !f.isBroker())
+}
+
+// handle is Handle, with the outputs of a Request collected into out, or
+// into the calling request's if out is nil and inherit is set.
+func (f *Flow) handle(ctx context.Context, e event.Event, out *outputs, inherit bool) (*event.Event, error) {
+	reply, err := sendAndWait(ctx, e, f.publish, out, inherit)
 	var de *DeliveryError
 	if errors.Is(err, ErrClosed) || errors.Is(err, ErrInvalidEvent) || errors.As(err, &de) {
 		// Used as a step, a reply or a sink of another flow, a retry cannot
@@ -296,8 +305,10 @@ func (f *Flow) Handle(ctx context.Context, e event.Event) (*event.Event, error) 
 	return reply, err
 }
 
-// sendAndWait publishes e with a tracker and waits for it.
-func sendAndWait(ctx context.Context, e event.Event, publish func(context.Context, event.Event) error) (*event.Event, error) {
+// sendAndWait publishes e with a tracker and waits for it. The tracker
+// collects the event's outputs into out if it is set, or else, if inherit,
+// into those that ctx hands on (see follow).
+func sendAndWait(ctx context.Context, e event.Event, publish func(context.Context, event.Event) error, out *outputs, inherit bool) (*event.Event, error) {
 	// The envelope and its tracker in one allocation.
 	w := &struct {
 		env envelope
@@ -308,7 +319,11 @@ func sendAndWait(ctx context.Context, e event.Event, publish func(context.Contex
 	env.tr = &w.tr
 	if outer := envelopeFrom(ctx); outer != nil {
 		env.header = outer.header
+		if out == nil && inherit {
+			out = outer.out
+		}
 	}
+	w.tr.out = out
 	if err := publish(withEnvelope(ctx, env), e); err != nil {
 		return nil, err
 	}

@@ -35,7 +35,7 @@ type channelSender struct{ ch Channel }
 func (c channelSender) Send(ctx context.Context, e event.Event) error { return c.publish(ctx, e) }
 
 func (c channelSender) Handle(ctx context.Context, e event.Event) (*event.Event, error) {
-	return sendAndWait(ctx, e, c.publish)
+	return sendAndWait(ctx, e, c.publish, nil, false)
 }
 
 func (c channelSender) publish(ctx context.Context, e event.Event) error {
@@ -114,6 +114,46 @@ type IngressOption func(*Ingress)
 // request open until the end.
 func IngressSynchronous() IngressOption { return func(in *Ingress) { in.sync = true } }
 
+// DefaultReplyTimeout is how long an ingress made with [IngressReply]
+// waits for a flow's outputs unless told otherwise: Knative's default for
+// a RequestReply.
+const DefaultReplyTimeout = 30 * time.Second
+
+// IngressReply makes the ingress answer each request with the events the
+// flow emitted for it at its ends (see [Flow.Request]), once the flow has
+// finished with it:
+//
+//   - 200 with the event, if there is one: in binary mode, or in
+//     structured mode if the request was structured;
+//   - 200 with a CloudEvents JSON batch (Content-Type
+//     application/cloudevents-batch+json, an array of structured events),
+//     in the order they left, if there are several: a Parallel's branches;
+//   - 202 with no body if there is none, Knative's "no reply";
+//   - 500 with a generic reason if a delivery failed past its dead-letter
+//     sink, or the flow cannot answer requests (a [Broker], durable
+//     channels): the details go to the [IngressLogger];
+//   - 504 if the flow has not finished within [IngressReplyTimeout]; the
+//     event goes on in the background.
+//
+// The byte budget and the wait for room apply as to any request; the
+// request's bytes are given back once its event is in the flow. The option
+// takes precedence over [IngressSynchronous], and makes an ingress whose
+// [Sender] is not a [*Flow] synchronous, which has no outputs to answer
+// with. [NewHTTPHandler] answers with its handler's reply anyway, and
+// ignores it.
+func IngressReply() IngressOption { return func(in *Ingress) { in.reply = true } }
+
+// IngressReplyTimeout sets how long an ingress made with [IngressReply]
+// waits, from the moment the event is in the flow, for the flow to finish
+// with it before it answers 504; d <= 0 means [DefaultReplyTimeout].
+func IngressReplyTimeout(d time.Duration) IngressOption {
+	return func(in *Ingress) {
+		if d > 0 {
+			in.replyTimeout = d
+		}
+	}
+}
+
 // IngressMaxBodyBytes sets the largest request body accepted; larger requests get
 // 413 without the body being read. n <= 0 means [DefaultMaxBodyBytes].
 func IngressMaxBodyBytes(n int64) IngressOption {
@@ -185,18 +225,24 @@ func IngressLogger(l *slog.Logger) IngressOption { return func(in *Ingress) { in
 // flow's first channel, which a graceful shutdown drains, so an accepted
 // event is not lost (unlike Knative's asynchronous channels, which drop
 // in-flight events when they stop). See [IngressSynchronous] for the other
-// mode. The pass-through headers of the request (see [PassThroughHeaders])
+// mode, and [IngressReply] for one that answers with the flow's outputs.
+// The pass-through headers of the request (see [PassThroughHeaders])
 // travel with the event to HTTP subscribers.
 type Ingress struct {
-	dst     Sender
-	pub     publisher // dst, when it is one of this package's
-	auth    Authenticator
-	sync    bool
-	maxBody int64
-	budget  *ByteBudget
-	wait    time.Duration
-	log     *slog.Logger
-	obs     *Observer
+	dst  Sender
+	pub  publisher // dst, when it is one of this package's
+	auth Authenticator
+	sync bool
+	// reply answers with the flow's outputs (IngressReply); flow is dst
+	// when it is a *Flow.
+	reply        bool
+	replyTimeout time.Duration
+	flow         *Flow
+	maxBody      int64
+	budget       *ByteBudget
+	wait         time.Duration
+	log          *slog.Logger
+	obs          *Observer
 }
 
 // publisher is what this package's senders ([Flow], [ChannelSender]) do
@@ -213,7 +259,7 @@ func NewIngress(dst Sender, opts ...IngressOption) *Ingress {
 	switch d := dst.(type) {
 	case *Flow:
 		if d != nil {
-			in.pub = d
+			in.pub, in.flow = d, d
 			if in.obs == nil {
 				in.obs = d.obs
 			}
@@ -227,7 +273,7 @@ func NewIngress(dst Sender, opts ...IngressOption) *Ingress {
 // newIngress applies opts: the part of an ingress that [NewHTTPHandler]
 // shares.
 func newIngress(opts []IngressOption) *Ingress {
-	in := &Ingress{maxBody: DefaultMaxBodyBytes, wait: DefaultMaxWait}
+	in := &Ingress{maxBody: DefaultMaxBodyBytes, wait: DefaultMaxWait, replyTimeout: DefaultReplyTimeout}
 	for _, o := range opts {
 		o(in)
 	}
@@ -282,10 +328,16 @@ func (in *Ingress) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			defer func() { done(sw.status) }()
 		}
 	}
+	var outs *outputs
 	switch {
-	case in.sync && in.pub != nil:
-		err = in.handle(ctx, *e, st, &reserved)
-	case in.sync:
+	case in.reply && in.flow != nil:
+		if err = in.flow.requestable(); err == nil {
+			outs = new(outputs)
+			err = in.handle(ctx, *e, st, &reserved, outs, in.replyTimeout)
+		}
+	case (in.sync || in.reply) && in.pub != nil:
+		err = in.handle(ctx, *e, st, &reserved, nil, 0)
+	case in.sync || in.reply:
 		_, err = in.dst.Handle(ctx, *e)
 	default:
 		st.wc.Context, st.wc.wait = ctx, in.wait
@@ -295,8 +347,12 @@ func (in *Ingress) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	in.budget.release(reserved)
 	reserved = 0
 	switch {
+	case err == nil && outs != nil:
+		in.answer(w, r, outs.take())
 	case err == nil:
 		w.WriteHeader(http.StatusAccepted)
+	case err == errReplyTimeout:
+		in.fail(w, r, http.StatusGatewayTimeout, fmt.Sprintf("the flow did not answer within %s", in.replyTimeout), err)
 	case errors.Is(err, ErrInvalidEvent):
 		in.refuse(w, r, http.StatusBadRequest, err.Error())
 	case errors.Is(err, ErrClosed):
@@ -395,9 +451,11 @@ func (b *sizedBody) Read(p []byte) (int, error) {
 // handle is [Flow.Handle] for a synchronous ingress: it waits for room at
 // most in.wait, and gives the request's bytes back as soon as the event is
 // in the flow rather than when the flow is done with it. (sendAndWait, with
-// the tracker in the request's state.)
-func (in *Ingress) handle(ctx context.Context, e event.Event, w *requestState, reserved *int64) error {
+// the tracker in the request's state.) If out is set, it collects the
+// event's outputs and the flow has timeout to finish once it has the event.
+func (in *Ingress) handle(ctx context.Context, e event.Event, w *requestState, reserved *int64, out *outputs, timeout time.Duration) error {
 	w.tr.init()
+	w.tr.out = out
 	w.env.tr = &w.tr
 	if outer := envelopeFrom(ctx); outer != nil {
 		w.env.header = outer.header
@@ -411,11 +469,19 @@ func (in *Ingress) handle(ctx context.Context, e event.Event, w *requestState, r
 		return err
 	}
 	w.tr.finish()
+	var expired <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		expired = t.C
+	}
 	select {
 	case <-w.tr.done:
 		return w.tr.result()
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-expired:
+		return errReplyTimeout
 	}
 }
 

@@ -145,6 +145,7 @@ func (s *subscription) deliverMessage(ctx context.Context, m Message, o *Observe
 	attempt := m.Attempt()
 	env := envelopeOf(m)
 	tr := env.tr
+	out := tr.outputs() // a Flow.Request's, or nil (see request.go)
 	d := s.policy()
 
 	in := *e
@@ -154,10 +155,10 @@ func (s *subscription) deliverMessage(ctx context.Context, m Message, o *Observe
 	}
 	hctx := ctx
 	var henv *envelope
-	if env.header != nil || s.httpSubscriber {
+	if env.header != nil || s.httpSubscriber || out != nil {
 		// Only HTTP subscribers read and answer pass-through headers;
 		// others get them for their own hops.
-		henv = &envelope{header: env.header, wantReplyHeader: s.httpSubscriber}
+		henv = &envelope{header: env.header, wantReplyHeader: s.httpSubscriber, out: s.follows(out)}
 		hctx = withEnvelope(ctx, henv)
 	}
 	var reply *event.Event
@@ -170,12 +171,16 @@ func (s *subscription) deliverMessage(ctx context.Context, m Message, o *Observe
 	}
 	dest, attempts, replyFailed := s.subDest, attempt, false
 	forwarded := false
-	if err == nil && reply != nil && s.reply != nil {
+	if err == nil && reply != nil && (s.reply != nil || out != nil) {
 		// As at an ingress, before it goes anywhere: an invalid reply is
 		// the subscriber's failure, and it would answer the same again.
 		if verr := checkEvent(reply); verr != nil {
 			err = Permanent(fmt.Errorf("%w: the reply of %s: %w", ErrInvalidEvent, s.subDest, verr))
 		}
+	}
+	var end *event.Event // the reply, if it leaves the request's flows
+	if out != nil && err == nil && reply != nil && s.leaves() {
+		end = copyEvent(*reply, false)
 	}
 	if err == nil && reply != nil && s.reply != nil {
 		rctx, header := ctx, env.header
@@ -184,12 +189,15 @@ func (s *subscription) deliverMessage(ctx context.Context, m Message, o *Observe
 			header = henv.replyHeader
 		}
 		if tr != nil || header != nil {
-			rctx = withEnvelope(ctx, &envelope{tr: tr, header: header})
+			rctx = withEnvelope(ctx, &envelope{tr: tr, header: header, out: follow(s.reply, out)})
 		}
 		attempts, err = deliver(rctx, hopTarget(s.reply), reply, d, s.observe(o, RoleReply, s.replyDest))
 		dest, replyFailed = s.replyDest, err != nil
 		_, forwarded = s.reply.(channelSink)
 		forwarded = forwarded || s.reentry
+	}
+	if end != nil && err == nil {
+		out.add(end)
 	}
 	switch {
 	case err == nil && reply == nil && s.filterHop:
