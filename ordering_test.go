@@ -419,3 +419,30 @@ func BenchmarkOrdered(b *testing.B) {
 		})
 	}
 }
+
+func TestOrderedTrigger(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newOrderChecker()
+		f, err := (&flows.Broker{Triggers: []flows.Trigger{{
+			Subscriber: c.handler(time.Millisecond, flaky),
+			Delivery:   &flows.Delivery{Order: flows.DeliveryOrdered, Retry: 3, BackoffDelay: time.Millisecond},
+		}}}).Start(context.Background(), flows.WithConcurrency(8))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for seq := range 50 {
+			for k := range 20 {
+				if err := f.Send(context.Background(), keyedEvent(k, seq)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if err := f.Shutdown(context.Background()); err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+		c.check(t, 20, 50)
+		if c.failures == 0 || c.maxFlight != 8 {
+			t.Errorf("%d failures, %d deliveries at once: want some, and 8", c.failures, c.maxFlight)
+		}
+	})
+}

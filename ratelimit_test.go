@@ -153,3 +153,41 @@ func TestRateLimitOrdered(t *testing.T) {
 		}
 	})
 }
+
+// MaxInFlight sets an unordered subscription's concurrency, below or above
+// the flow's.
+func TestMaxInFlight(t *testing.T) {
+	for _, tc := range []struct{ concurrency, maxInFlight, want int }{{8, 3, 3}, {1, 4, 4}, {2, 0, 2}} {
+		t.Run(fmt.Sprintf("concurrency=%d,maxInFlight=%d", tc.concurrency, tc.maxInFlight), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var inFlight, most atomic.Int32
+				h := flows.HandlerFunc(func(context.Context, event.Event) (*event.Event, error) {
+					n := inFlight.Add(1)
+					for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+					}
+					time.Sleep(time.Millisecond)
+					inFlight.Add(-1)
+					return nil, nil
+				})
+				f, err := (&flows.Parallel{Branches: []flows.Branch{{
+					Subscriber: h,
+					Delivery:   &flows.Delivery{MaxInFlight: tc.maxInFlight},
+				}}}).Start(context.Background(), flows.WithConcurrency(tc.concurrency))
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := range 40 {
+					if err := f.Send(context.Background(), newEvent(fmt.Sprint(i), msg{})); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := f.Shutdown(context.Background()); err != nil {
+					t.Fatalf("Shutdown: %v", err)
+				}
+				if int(most.Load()) != tc.want {
+					t.Errorf("at most %d deliveries at once, want %d", most.Load(), tc.want)
+				}
+			})
+		})
+	}
+}
