@@ -194,14 +194,7 @@ func (s *subscription) runKey(ctx context.Context, k *keyed, it keyedItem) {
 			// The key stays taken: its later events wait for this one.
 			it.attempt++
 			s.wg.Add(1)
-			time.AfterFunc(r.wait, func() {
-				defer s.wg.Done()
-				select {
-				case k.work <- it:
-				case <-ctx.Done():
-					s.stopKey(k, it)
-				}
-			})
+			go s.retryLater(ctx, k, it, r.wait)
 			return
 		case OutcomeStopped:
 			s.stopKey(k, it)
@@ -226,6 +219,21 @@ func (s *subscription) runKey(ctx context.Context, k *keyed, it keyedItem) {
 			return
 		}
 	}
+}
+
+// retryLater hands it back to the workers after wait, or to the channel
+// at once on a hard stop. The goroutines waiting are bounded by the
+// channel's capacity, as the retries are.
+func (s *subscription) retryLater(ctx context.Context, k *keyed, it keyedItem, wait time.Duration) {
+	defer s.wg.Done()
+	if sleep(ctx, wait) {
+		select {
+		case k.work <- it:
+			return
+		case <-ctx.Done():
+		}
+	}
+	s.stopKey(k, it)
 }
 
 // stopKey hands it and the messages waiting behind its key back to the

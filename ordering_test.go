@@ -127,6 +127,7 @@ func TestOrderedByKeyAcrossRetries(t *testing.T) {
 			t.Fatalf("Shutdown: %v", err)
 		}
 		c.check(t, keys, perKey)
+		t.Logf("%d transient failures retried", c.failures)
 		if c.failures < 500 {
 			t.Errorf("only %d failed attempts: the test does not exercise retries", c.failures)
 		}
@@ -307,7 +308,11 @@ func TestOrderedStop(t *testing.T) {
 			}
 		}
 		synctest.Wait()
+		stopped := time.Now()
 		err = f.Close()
+		if d := time.Since(stopped); d != 0 {
+			t.Errorf("Close took %s of fake time: it waited for the retry", d)
+		}
 		var ue *flows.UndeliveredError
 		if !errors.As(err, &ue) {
 			t.Fatalf("Close: %v, want an UndeliveredError", err)
