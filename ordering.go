@@ -34,7 +34,9 @@ const (
 	// usual. The order holds within one process: on a durable channel
 	// shared by several processes each process orders what it receives,
 	// and a message the broker redelivers (after a crash, say) may come
-	// after later events of its key.
+	// after later events of its key. The retries of a keyed event are made
+	// in the process, not through the channel, so a durable channel does
+	// not keep their count across a crash.
 	DeliveryOrdered DeliveryOrder = "ordered"
 )
 
