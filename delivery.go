@@ -70,10 +70,11 @@ type Delivery struct {
 	// The zero value is DeliveryUnordered.
 	Order DeliveryOrder
 
-	// OrderKey returns the key of an event for DeliveryOrdered; nil uses the
-	// CloudEvents partitionkey extension ([ExtensionPartitionKey]). An event
-	// whose key is "" is delivered unordered. Set only with DeliveryOrdered.
-	OrderKey func(event.Event) string
+	// OrderKey is what DeliveryOrdered orders by: the zero value is the
+	// CloudEvents partitionkey extension; see [OrderKeyAttribute] and
+	// [OrderKeyFunc]. An event without a key is delivered unordered. Set
+	// only with DeliveryOrdered.
+	OrderKey OrderKey
 
 	// MaxInFlight is the number of deliveries the subscription makes at
 	// once, in place of the flow's [WithConcurrency] (smaller or larger);

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
-	"github.com/cloudevents/sdk-go/v2/types"
 )
 
 // DeliveryOrder selects how a subscription orders its deliveries; its values
@@ -21,8 +20,8 @@ const (
 	// and falls behind the others. This is the zero value's meaning.
 	DeliveryUnordered DeliveryOrder = "unordered"
 
-	// DeliveryOrdered delivers the events of one key (see
-	// [Delivery.OrderKey]) one at a time, in the order the subscription
+	// DeliveryOrdered delivers the events of one key ([Delivery.OrderKey],
+	// by default the partitionkey extension) one at a time, in the order the subscription
 	// received them: a failed event is retried before the next event of its
 	// key is delivered, and holds back only the events of its key. Events
 	// of different keys run concurrently, up to the subscription's
@@ -44,18 +43,48 @@ const (
 // default key of [DeliveryOrdered].
 const ExtensionPartitionKey = "partitionkey"
 
-// PartitionKey returns the partitionkey extension of e, or "" if it has none.
-// It is the default [Delivery.OrderKey].
+// PartitionKey returns the partitionkey extension of e in its string form,
+// or "" if it has none: the default key of [DeliveryOrdered].
 func PartitionKey(e event.Event) string {
-	v, ok := e.Extensions()[ExtensionPartitionKey]
-	if !ok {
-		return ""
+	k, _ := lookupAttr(&e, ExtensionPartitionKey)
+	return k
+}
+
+// An OrderKey says what key [DeliveryOrdered] orders an event by: an
+// attribute ([OrderKeyAttribute]) or a function of the event
+// ([OrderKeyFunc]). The zero OrderKey is the partitionkey extension. It is
+// comparable, so that a [Delivery] stays comparable.
+type OrderKey struct {
+	attribute string
+	fn        *func(event.Event) string
+}
+
+// OrderKeyAttribute keys events by a context attribute or extension
+// (lower case, as Knative's filters name them: "subject", "tenant"), in
+// its string form; an event without it has no key.
+func OrderKeyAttribute(name string) OrderKey { return OrderKey{attribute: name} }
+
+// OrderKeyFunc keys events by what f returns; "" means no key.
+func OrderKeyFunc(f func(event.Event) string) OrderKey {
+	if f == nil {
+		return OrderKey{}
 	}
-	s, err := types.Format(v)
-	if err != nil {
-		return ""
+	return OrderKey{fn: &f}
+}
+
+// Key returns the key of e; "" means that e has none.
+func (k OrderKey) Key(e event.Event) string { return k.key(&e) }
+
+func (k OrderKey) key(e *event.Event) string {
+	if k.fn != nil {
+		return (*k.fn)(*e)
 	}
-	return s
+	name := k.attribute
+	if name == "" {
+		name = ExtensionPartitionKey
+	}
+	v, _ := lookupAttr(e, name)
+	return v
 }
 
 func (d *Delivery) ordered() bool { return d != nil && d.Order == DeliveryOrdered }
@@ -66,8 +95,11 @@ func (d *Delivery) validateFlowControl(p *problems, path string) {
 	default:
 		p.add(path+".order", "must be %q or %q, got %q", DeliveryUnordered, DeliveryOrdered, d.Order)
 	}
-	if d.OrderKey != nil && d.Order != DeliveryOrdered {
+	if d.OrderKey != (OrderKey{}) && d.Order != DeliveryOrdered {
 		p.add(path+".orderKey", "is set but order is not %q", DeliveryOrdered)
+	}
+	if a := d.OrderKey.attribute; a != "" && !validAttrName(a) {
+		p.add(path+".orderKey", "attribute name %q must be lower-case letters and digits, starting with a letter", a)
 	}
 	if d.MaxInFlight < 0 {
 		p.add(path+".maxInFlight", "must be >= 0, got %d", d.MaxInFlight)
@@ -87,7 +119,7 @@ func (d *Delivery) validateFlowControl(p *problems, path string) {
 // the later ones in a FIFO until it is done. A message that is retried
 // keeps its key meanwhile and comes back to the workers after its wait.
 type keyed struct {
-	key  func(event.Event) string
+	key  OrderKey
 	work chan keyedItem // messages whose turn it is
 	done chan struct{}  // closed once the receiver is drained and every message ended
 
@@ -105,9 +137,6 @@ type keyedItem struct {
 
 func (s *subscription) startOrdered(ctx context.Context, n int) {
 	k := &keyed{key: s.orderKey, work: make(chan keyedItem), done: make(chan struct{}), keys: make(map[string][]Message)}
-	if k.key == nil {
-		k.key = PartitionKey
-	}
 	s.wg.Add(n + 1)
 	go s.dispatch(ctx, k)
 	for range n {
@@ -146,7 +175,7 @@ func (s *subscription) dispatch(ctx context.Context, k *keyed) {
 			m.Nack(0)
 			return
 		}
-		it := keyedItem{m: m, key: k.key(*m.Event()), attempt: m.Attempt()}
+		it := keyedItem{m: m, key: k.key.key(m.Event()), attempt: m.Attempt()}
 		k.mu.Lock()
 		k.open++
 		if it.key != "" {
@@ -267,9 +296,9 @@ func (s *subscription) ended(k *keyed, m Message) {
 	k.mu.Unlock()
 }
 
-func (d *Delivery) orderKey() func(event.Event) string {
+func (d *Delivery) orderKey() OrderKey {
 	if d == nil {
-		return nil
+		return OrderKey{}
 	}
 	return d.OrderKey
 }

@@ -245,7 +245,7 @@ func TestOrderKeyAndEventsWithoutKey(t *testing.T) {
 		})
 		f, err := (&flows.Sequence{
 			Steps:    []flows.Step{{Subscriber: h}},
-			Delivery: &flows.Delivery{Order: flows.DeliveryOrdered, OrderKey: func(e event.Event) string { return e.Subject() }},
+			Delivery: &flows.Delivery{Order: flows.DeliveryOrdered, OrderKey: flows.OrderKeyAttribute("subject")},
 		}).Start(context.Background(), flows.WithConcurrency(4))
 		if err != nil {
 			t.Fatal(err)
@@ -370,7 +370,7 @@ func TestOrderedParallelBranchWithFilter(t *testing.T) {
 func TestDeliveryFlowControlValidation(t *testing.T) {
 	err := (&flows.Sequence{Steps: []flows.Step{{
 		Subscriber: flows.HandlerFunc(func(context.Context, event.Event) (*event.Event, error) { return nil, nil }),
-		Delivery: &flows.Delivery{Order: "sorted", OrderKey: func(event.Event) string { return "" },
+		Delivery: &flows.Delivery{Order: "sorted", OrderKey: flows.OrderKeyFunc(func(event.Event) string { return "" }),
 			MaxInFlight: -1, RateLimit: -5, RateBurst: 3},
 	}}}).Validate()
 	for _, want := range []string{
@@ -450,4 +450,40 @@ func TestOrderedTrigger(t *testing.T) {
 			t.Errorf("%d failures, %d deliveries at once: want some, and 8", c.failures, c.maxFlight)
 		}
 	})
+}
+
+func TestOrderKey(t *testing.T) {
+	e := newEvent("1", msg{})
+	e.SetSubject("orders/1")
+	e.SetExtension(flows.ExtensionPartitionKey, 7) // an Integer: its string form
+	e.SetExtension("tenant", "eu")
+	for _, tc := range []struct {
+		key  flows.OrderKey
+		want string
+	}{
+		{flows.OrderKey{}, "7"},
+		{flows.OrderKeyAttribute("subject"), "orders/1"},
+		{flows.OrderKeyAttribute("tenant"), "eu"},
+		{flows.OrderKeyAttribute("region"), ""},
+		{flows.OrderKeyFunc(func(e event.Event) string { return e.ID() + "!" }), "1!"},
+	} {
+		if got := tc.key.Key(e); got != tc.want {
+			t.Errorf("%+v.Key = %q, want %q", tc.key, got, tc.want)
+		}
+	}
+	if got := flows.PartitionKey(e); got != "7" {
+		t.Errorf("PartitionKey = %q, want 7", got)
+	}
+	// A Delivery stays comparable.
+	d := flows.Delivery{Order: flows.DeliveryOrdered, OrderKey: flows.OrderKeyAttribute("tenant")}
+	if d != (flows.Delivery{Order: flows.DeliveryOrdered, OrderKey: flows.OrderKeyAttribute("tenant")}) {
+		t.Error("two equal Delivery values compare unequal")
+	}
+	err := (&flows.Sequence{Steps: []flows.Step{{
+		Subscriber: flows.HandlerFunc(func(context.Context, event.Event) (*event.Event, error) { return nil, nil }),
+		Delivery:   &flows.Delivery{Order: flows.DeliveryOrdered, OrderKey: flows.OrderKeyAttribute("Tenant-ID")},
+	}}}).Validate()
+	if want := `steps[0].delivery.orderKey: attribute name "Tenant-ID" must be lower-case letters and digits`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Validate: %v\nwant it to say %q", err, want)
+	}
 }

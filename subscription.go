@@ -43,7 +43,7 @@ type subscription struct {
 	// Flow control, set from the policy at start (for a Parallel's filter,
 	// from its branch's): ordered by key, and a rate limit.
 	ordered  bool
-	orderKey func(event.Event) string
+	orderKey OrderKey
 	limiter  *rate.Limiter
 }
 
