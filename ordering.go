@@ -175,7 +175,7 @@ func (s *subscription) dispatch(ctx context.Context, k *keyed) {
 			m.Nack(0)
 			return
 		}
-		it := keyedItem{m: m, key: k.key.key(m.Event()), attempt: m.Attempt()}
+		it := keyedItem{m: m, key: s.keyOf(ctx, k, m), attempt: m.Attempt()}
 		k.mu.Lock()
 		k.open++
 		if it.key != "" {
@@ -194,6 +194,19 @@ func (s *subscription) dispatch(ctx context.Context, k *keyed) {
 			return
 		}
 	}
+}
+
+// keyOf returns the key of m. A key function that panics is the caller's
+// bug, not a reason to stop the flow: the event is delivered unordered.
+func (s *subscription) keyOf(ctx context.Context, k *keyed, m Message) (key string) {
+	defer func() {
+		if r := recover(); r != nil {
+			key = ""
+			s.log.LogAttrs(ctx, slog.LevelError, "flows: order key function panicked; event delivered unordered",
+				slog.String("subscription", s.name), slog.String("id", m.Event().ID()), slog.Any("panic", r))
+		}
+	}()
+	return k.key.key(m.Event())
 }
 
 func (s *subscription) workKeyed(ctx context.Context, k *keyed) {

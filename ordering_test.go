@@ -487,3 +487,29 @@ func TestOrderKey(t *testing.T) {
 		t.Errorf("Validate: %v\nwant it to say %q", err, want)
 	}
 }
+
+// A key function that panics does not stop the flow: the event is
+// delivered, unordered.
+func TestOrderKeyPanics(t *testing.T) {
+	rec := make(chan string, 2)
+	f := start(t, &flows.Sequence{Steps: []flows.Step{{
+		Subscriber: flows.HandlerFunc(func(_ context.Context, e event.Event) (*event.Event, error) {
+			rec <- e.ID()
+			return nil, nil
+		}),
+		Delivery: &flows.Delivery{Order: flows.DeliveryOrdered, OrderKey: flows.OrderKeyFunc(func(e event.Event) string {
+			if e.ID() == "bad" {
+				panic("no key")
+			}
+			return "k"
+		})},
+	}}})
+	for _, id := range []string{"bad", "good"} {
+		if _, err := f.Handle(context.Background(), newEvent(id, msg{})); err != nil {
+			t.Fatalf("Handle(%s): %v", id, err)
+		}
+	}
+	if got := <-rec + " " + <-rec; got != "bad good" {
+		t.Errorf("delivered %s, want bad good", got)
+	}
+}
