@@ -63,6 +63,34 @@ type Delivery struct {
 	// DeadLetter receives the original event, with error extensions, when
 	// delivery fails for good. Its delivery uses the same retry settings.
 	DeadLetter Handler
+
+	// Order is DeliveryOrdered to deliver the events of one key one at a
+	// time, in the order the subscription received them, retries included,
+	// while events of different keys run concurrently (see [DeliveryOrder]).
+	// The zero value is DeliveryUnordered.
+	Order DeliveryOrder
+
+	// OrderKey is what DeliveryOrdered orders by: the zero value is the
+	// CloudEvents partitionkey extension; see [OrderKeyAttribute] and
+	// [OrderKeyFunc]. An event without a key is delivered unordered. Set
+	// only with DeliveryOrdered.
+	OrderKey OrderKey
+
+	// MaxInFlight is the number of deliveries the subscription makes at
+	// once, in place of the flow's [WithConcurrency] (smaller or larger);
+	// zero uses it. An event waiting for a retry is not in flight.
+	MaxInFlight int
+
+	// RateLimit caps the subscriber's attempts at this many per second
+	// (retries included), with bursts of RateBurst; zero means no limit.
+	// Events wait in the channel, holding its capacity, so a limited
+	// subscription holds its senders back instead of queueing or dropping.
+	// The reply and dead-letter hops are not limited.
+	RateLimit float64
+
+	// RateBurst is the number of attempts RateLimit lets through at once
+	// after an idle spell; zero means 1. Set only with RateLimit.
+	RateBurst int
 }
 
 // Extensions added to events sent to a dead-letter sink, as Knative names them.
@@ -94,6 +122,7 @@ func (d *Delivery) validate(p *problems, path string) {
 			p.add(path+"."+f.name, "must be >= 0, got %s", f.v)
 		}
 	}
+	d.validateFlowControl(p, path)
 }
 
 // attempts is the number of attempts the policy allows; a nil policy allows one.

@@ -127,7 +127,15 @@ func (p *Parallel) Start(ctx context.Context, opts ...Option) (*Flow, error) {
 	for i, br := range p.Branches {
 		branchCh, branchSub := ingress, fmt.Sprintf("%s-kn-parallel-%d", name, i)
 		if br.Filter != nil {
+			// The filter keeps the branch's order by key, or the branch
+			// would receive the events of a key reordered.
+			d := br.Delivery
+			if d == nil {
+				d = p.Delivery
+			}
 			b.subscribe(ingress, &subscription{
+				ordered:    d.ordered(),
+				orderKey:   d.orderKey(),
 				name:       fmt.Sprintf("%s-kn-parallel-filter-%d", name, i),
 				step:       fmt.Sprintf("branches[%d].filter", i),
 				subscriber: br.Filter,

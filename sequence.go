@@ -17,7 +17,8 @@ import (
 //
 // With the default in-memory channels and concurrency 1, the events that
 // succeed on their first attempt leave each step in the order they entered
-// it; an event that is retried falls behind.
+// it; an event that is retried falls behind. [DeliveryOrdered] keeps the
+// order of the events of each key at any concurrency, retries included.
 type Sequence struct {
 	// Name names the flow and its channels. The default is "sequence".
 	Name string

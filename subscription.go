@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	"golang.org/x/time/rate"
 )
 
 // subscription is Knative's Subscription: it takes events from a channel,
@@ -39,12 +40,30 @@ type subscription struct {
 	// broker; acked, if set, is called after each Ack.
 	reentry bool
 	acked   func()
+	// Flow control, set from the policy at start (for a Parallel's filter,
+	// from its branch's): ordered by key, and a rate limit.
+	ordered  bool
+	orderKey OrderKey
+	limiter  *rate.Limiter
 }
 
 // start launches the workers; they stop when the receiver is drained or ctx ends.
 func (s *subscription) start(ctx context.Context) {
 	n := max(s.workers, 1)
 	ctx = withObserver(ctx, s.obs)
+	if d := s.policy(); d != nil {
+		if d.MaxInFlight > 0 {
+			n = d.MaxInFlight
+		}
+		s.limiter = d.limiter()
+		if d.ordered() {
+			s.ordered, s.orderKey = true, d.OrderKey
+		}
+	}
+	if s.ordered {
+		s.startOrdered(ctx, n)
+		return
+	}
 	s.wg.Add(n)
 	for range n {
 		go s.work(ctx)
@@ -74,30 +93,44 @@ func (s *subscription) work(ctx context.Context) {
 			m.Nack(0)
 			return
 		}
-		s.process(ctx, m)
+		s.process(ctx, m, m.Attempt())
 		if mm, ok := m.(*memMessage); ok {
 			mm.recycle()
 		}
 	}
 }
 
-// process delivers one message and ends it with Ack or Nack.
-func (s *subscription) process(ctx context.Context, m Message) {
+// process delivers one message as the given attempt and ends it with Ack
+// or Nack.
+func (s *subscription) process(ctx context.Context, m Message, attempt int) {
+	s.end(m, s.attempt(ctx, m, attempt))
+}
+
+// attempt makes attempt number n of m, after the rate limit if any.
+func (s *subscription) attempt(ctx context.Context, m Message, n int) result {
+	if s.limiter != nil && !s.waitRate(ctx) {
+		return result{outcome: OutcomeStopped, err: ctx.Err()}
+	}
 	var di *DeliveryInfo
 	var done func()
 	// One decision for the delivery and the hops that follow it.
 	o := s.obs.active(ctx)
 	if o != nil && o.Deliver != nil {
 		di = &DeliveryInfo{Flow: s.flow, Step: s.step, Subscription: s.name, Destination: s.subDest,
-			Attempt: m.Attempt(), MaxAttempts: s.policy().attempts(), Event: m.Event()}
+			Attempt: n, MaxAttempts: s.policy().attempts(), Event: m.Event()}
 		ctx, done = o.Deliver(ctx, di)
 	}
-	r := s.deliverMessage(ctx, m, o)
+	r := s.deliverMessage(ctx, m, n, o)
 	if done != nil {
 		// Before the Ack, so that a Flow.Handle that returns finds it done.
 		di.Outcome, di.Err, di.Wait, di.Forwarded = r.outcome, r.err, r.wait, r.forwarded
 		done()
 	}
+	return r
+}
+
+// end ends m as r says: Nack for a retry or a hard stop, Ack otherwise.
+func (s *subscription) end(m Message, r result) {
 	switch r.outcome {
 	case OutcomeRetried:
 		m.Nack(r.wait)
@@ -140,9 +173,8 @@ func (s *subscription) observe(o *Observer, role Role, dest string) *hop {
 // deliverMessage makes one attempt of m and the hop that follows it: the
 // reply, or the dead-letter sink once the attempts are exhausted. o, if not
 // nil, observes the calls.
-func (s *subscription) deliverMessage(ctx context.Context, m Message, o *Observer) result {
+func (s *subscription) deliverMessage(ctx context.Context, m Message, attempt int, o *Observer) result {
 	e := m.Event()
-	attempt := m.Attempt()
 	env := envelopeOf(m)
 	tr := env.tr
 	out := tr.outputs() // a Flow.Request's, or nil (see request.go)

@@ -11,6 +11,7 @@ require go.yaml.in/yaml/v3 v3.0.5 // indirect
 require (
 	github.com/antlr/antlr4/runtime/Go/antlr v1.4.10 // indirect
 	github.com/cloudevents/sdk-go/sql/v2 v2.16.2 // indirect
+	golang.org/x/time v0.16.0 // indirect
 )
 
 require (
