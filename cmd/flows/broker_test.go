@@ -83,3 +83,33 @@ func TestRunBrokerExample(t *testing.T) {
 		t.Errorf("exit: %v; stderr:\n%s", err, p.stderr)
 	}
 }
+
+// With --nats, each Trigger of a Broker has a JetStream stream (the Broker
+// has no channelTemplate: the cluster's default channel), and the docs'
+// example runs the same; the Sequence's InMemoryChannel template stays in
+// memory.
+func TestBrokerOnNATS(t *testing.T) {
+	url := natsServer(t)
+	p := start(t, "run", "-f", seed+"broker", "--schedule", "* * * * * *", "--nats", url, "--nats-prefix", "brk",
+		"--bind", "Service/first="+serve(t, appender(" - Handled by 0")),
+		"--bind", "Service/second="+serve(t, appender(" - Handled by 1")),
+		"--bind", "Service/third="+serve(t, retype(" - Handled by 2", "samples.http.mod3")),
+		"--bind", "Service/sequence-display=display")
+	if l := p.line(t, `    "message": `); l != `    "message": "Hello world! - Handled by 0 - Handled by 1 - Handled by 2"` {
+		t.Errorf("displayed %q", l)
+	}
+	out, err := status(t, "--nats", url, "--nats-prefix", "brk")
+	if err != nil {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
+	var streams []string
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n")[1:] {
+		streams = append(streams, strings.Fields(l)[0])
+	}
+	if want := "brk_default_default-kne-trigger-display-trigger brk_default_default-kne-trigger-sequence-trigger"; strings.Join(streams, " ") != want {
+		t.Errorf("streams %q, want %q:\n%s", streams, want, out)
+	}
+	if err := p.interrupt(t); err != nil {
+		t.Errorf("exit: %v; stderr:\n%s", err, p.stderr)
+	}
+}
