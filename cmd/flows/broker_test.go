@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -111,5 +114,49 @@ func TestBrokerOnNATS(t *testing.T) {
 	}
 	if err := p.interrupt(t); err != nil {
 		t.Errorf("exit: %v; stderr:\n%s", err, p.stderr)
+	}
+}
+
+// validate reports every filter problem with file, object and field, and
+// a Trigger on a Broker that does not exist; graph draws brokers and
+// triggers with their filters.
+func TestValidateAndGraphBrokers(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "t.yaml")
+	os.WriteFile(file, []byte(`apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {name: default}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {name: orders}
+spec:
+  broker: default
+  filters:
+  - prefix: {type: com.example.}
+  - cesql: "type = 'a' AND"
+  - any: [{exact: {Type: x}}]
+  subscriber: {uri: "http://127.0.0.1:1/"}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {name: lost}
+spec:
+  broker: other
+  subscriber: {uri: "http://127.0.0.1:1/"}
+`), 0o644)
+	out, err := exec.Command(bin, "validate", "-f", file).CombinedOutput()
+	for _, want := range []string{
+		file + `: Trigger "orders": spec.filters[1].cesql: `,
+		file + `: Trigger "orders": spec.filters[2].any[0].exact: attribute name "Type": must be lower-case letters and digits, starting with a letter`,
+		file + `: Trigger "lost": spec.broker: Broker "other" is not declared in the manifests`,
+	} {
+		if err == nil || !strings.Contains(string(out), want) {
+			t.Errorf("validate: %v\n%s\nwant %q", err, out, want)
+		}
+	}
+	out, err = exec.Command(bin, "graph", "-f", seed+"broker", "--format", "dot").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `label="Broker default", shape=box3d`) ||
+		!strings.Contains(string(out), `[label="attributes(type=dev.knative.sources.ping)"]`) {
+		t.Errorf("graph: %v\n%s", err, out)
 	}
 }
