@@ -198,6 +198,12 @@ func TestTriggerLoops(t *testing.T) {
 	if want := `two.yaml: Trigger "back": spec.subscriber.ref: cycle: Broker "default" → Broker "other" → Broker "default"; Triggers must not lead from a Broker back to it through Brokers alone`; err == nil || !strings.HasPrefix(err.Error(), want) {
 		t.Errorf("two brokers feeding each other: %v\nwant %s…", err, want)
 	}
+	// The same over HTTP: the uri is the broker's own ingress where the app is served.
+	_, err = build(t, []file{{"uri.yaml", brokerDoc + triggerDoc("self", "", "uri: http://localhost:8080/default/default")}}, nil,
+		manifest.WithServeAddress("127.0.0.1:8080"))
+	if want := `uri.yaml: Trigger "self": spec.subscriber: the subscriber is the Trigger's own Broker "default"`; err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("own broker's URL as subscriber: %v\nwant %s…", err, want)
+	}
 	// The docs' pattern builds (TestBrokerExampleYAML runs it).
 	if _, err := manifest.Build(readSeed(t, "broker"), bindAll("Service", "first", "second", "third", "sequence-display")); err != nil {
 		t.Errorf("Knative's Sequence with Broker and Trigger: %v", err)
