@@ -78,6 +78,16 @@ func (t *target) resolve() flows.Handler {
 	if t.flow != nil && t.flow.kind == "Broker" {
 		return brokerHandler(t.flow)
 	}
+	if f := t.flow; f != nil && f.running == nil {
+		// A flow that starts after its sender: a Broker's (see lateLoops).
+		return flows.HandlerFunc(func(ctx context.Context, e event.Event) (*event.Event, error) {
+			r := f.live.Load()
+			if r == nil {
+				return nil, fmt.Errorf("%w: %s is not running", flows.ErrClosed, f.doc.object())
+			}
+			return r.Handle(ctx, e)
+		})
+	}
 	if t.flow != nil {
 		return t.flow.running
 	}

@@ -42,6 +42,7 @@ func (r *resolver) depend(from, n *flowNode, path, url string) {
 		return
 	}
 	if n.kind == "Broker" && r.trigger == nil {
+		from.sends = append(from.sends, n)
 		return
 	}
 	dep := dependency{to: n, path: path, url: url}
@@ -49,6 +50,53 @@ func (r *resolver) depend(from, n *flowNode, path, url string) {
 		dep.doc = r.trigger
 	}
 	from.deps = append(from.deps, dep)
+}
+
+// lateLoops orders the loops of Knative's pattern, a Broker whose Trigger
+// (or dead-letter sink) feeds a flow that sends back into the Broker: the
+// Broker starts first, and so stops last. Shutdown then drains the flow
+// while the Broker still takes its replies, and nothing in flight is lost
+// (only an event the Broker would hand the stopped flow afterwards, and the
+// sources stop first). A dependency on another Broker is never late, so
+// that a loop of Brokers alone is still a cycle.
+func lateLoops(nodes []*flowNode) {
+	for _, b := range nodes {
+		if b.kind != "Broker" {
+			continue
+		}
+		for i := range b.deps {
+			if d := &b.deps[i]; d.to.kind != "Broker" && reaches(d.to, b) {
+				d.late = true
+			}
+		}
+	}
+}
+
+// reaches reports whether from sends to to, directly or through other flows.
+func reaches(from, to *flowNode) bool {
+	seen := map[*flowNode]bool{}
+	var walk func(n *flowNode) bool
+	walk = func(n *flowNode) bool {
+		if n == to {
+			return true
+		}
+		if seen[n] {
+			return false
+		}
+		seen[n] = true
+		for _, d := range n.deps {
+			if walk(d.to) {
+				return true
+			}
+		}
+		for _, s := range n.sends {
+			if walk(s) {
+				return true
+			}
+		}
+		return false
+	}
+	return walk(from)
 }
 
 func (r *resolver) triggerDoc(d *Document, t *Trigger) {
@@ -150,7 +198,14 @@ func (n *flowNode) startBroker(ctx context.Context, opts []flows.Option) (*flows
 		if f := t.subscriber.flow; f != nil && f.kind != "Broker" {
 			// As a Trigger posting to a flow's channel ingress: done once
 			// the flow accepted the event (Knative's 202, with no reply).
-			sub = accept(f.running)
+			// The flow may start after the broker (see lateLoops).
+			sub = flows.HandlerFunc(func(ctx context.Context, e event.Event) (*event.Event, error) {
+				r := f.live.Load()
+				if r == nil {
+					return nil, fmt.Errorf("%w: %s is not running", flows.ErrClosed, f.doc.object())
+				}
+				return nil, r.Send(ctx, e)
+			})
 		}
 		b.Triggers = append(b.Triggers, flows.Trigger{
 			Name: t.doc.name, Filter: t.filter, Filters: t.filters, Subscriber: sub, Delivery: t.delivery.build(),

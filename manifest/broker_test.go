@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -393,7 +394,7 @@ func TestGraphOfBroker(t *testing.T) {
 	}
 	m := g.Mermaid()
 	for _, want := range []string{
-		`  subgraph g2["Broker default"]`,
+		`  subgraph g1["Broker default"]`,
 		`[["Broker default"]]`,
 		`("Trigger sequence-trigger")`,
 		`-->|"attributes(type=dev.knative.sources.ping)"|`,
@@ -442,4 +443,55 @@ func TestWithFlowChannelsForBrokers(t *testing.T) {
 		t.Fatal(err)
 	}
 	got.next(t)
+}
+
+// Stopping Knative's pattern loses nothing in flight: the Sequence drains
+// while the Broker still takes its replies, so an event inside a step when
+// Shutdown begins still reaches the event-display.
+func TestShutdownDrainsBrokerSequenceLoop(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		display := newRecorder()
+		entered, release := make(chan struct{}), make(chan struct{})
+		reg := new(manifest.Registry)
+		reg.Bind("Service", "first", flows.HandlerFunc(func(ctx context.Context, e event.Event) (*event.Event, error) {
+			close(entered)
+			<-release
+			return appender(" - Handled by 0").Handle(ctx, e)
+		}))
+		reg.Bind("Service", "second", appender(" - Handled by 1"))
+		reg.Bind("Service", "third", flows.HandlerFunc(func(ctx context.Context, e event.Event) (*event.Event, error) {
+			reply, err := appender(" - Handled by 2").Handle(ctx, e)
+			if reply != nil {
+				reply.SetType("samples.http.mod3")
+			}
+			return reply, err
+		}))
+		reg.Bind("Service", "sequence-display", display)
+		app, err := manifest.Build(readSeed(t, "broker"), reg, manifest.WithSchedule("@yearly"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := app.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if err := flow(t, app, "Broker", "default").Send(context.Background(), newEvent("p", time.Now(), `{"message": "Hello world!"}`)); err != nil {
+			t.Fatal(err)
+		}
+		<-entered
+		stopped := make(chan error, 1)
+		go func() { stopped <- app.Shutdown(context.Background()) }()
+		synctest.Wait() // the drain is under way, waiting for the step
+		close(release)
+		if err := <-stopped; err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		select {
+		case e := <-display.ch:
+			if string(e.Data()) != `{"id":0,"message":"Hello world! - Handled by 0 - Handled by 1 - Handled by 2"}` {
+				t.Errorf("displayed %s", e)
+			}
+		default:
+			t.Error("the event in the Sequence when Shutdown began never reached the display")
+		}
+	})
 }

@@ -128,8 +128,10 @@ type flowNode struct {
 	delivery    *deliveryDef // the channel's delivery: the default of its subscriptions
 	deps        []dependency
 	running     *flows.Flow
-	// live is running, for the senders to a broker that start before it.
+	// live is running, for the flows that start before it and send to it.
 	live atomic.Pointer[flows.Flow]
+	// sends are the Brokers it sends to, which are not dependencies.
+	sends []*flowNode
 }
 
 type dependency struct {
@@ -137,6 +139,9 @@ type dependency struct {
 	path string
 	url  string    // the URL that names the flow's own ingress, if that is how it is reached
 	doc  *Document // where path is, if not in the flow's own document (a Trigger's)
+	// late marks a dependency of a Broker on a flow that sends back into
+	// it: the flow starts after the Broker (see lateLoops).
+	late bool
 }
 
 type subscriptionNode struct {
@@ -317,6 +322,7 @@ func (r *resolver) resolve() {
 		r.app.svcs = append(r.app.svcs, &serviceNode{doc: d, t: t})
 	}
 	r.app.decl = flowsInOrder
+	lateLoops(flowsInOrder)
 	r.order(flowsInOrder)
 }
 
@@ -867,6 +873,9 @@ func (r *resolver) order(nodes []*flowNode) {
 		color[n] = grey
 		stack = append(stack, n)
 		for _, dep := range n.deps {
+			if dep.late {
+				continue
+			}
 			switch color[dep.to] {
 			case white:
 				visit(dep.to)

@@ -37,7 +37,9 @@
 // Broker is not counted by the cycle check, so that Knative's pattern (a
 // Trigger to a Sequence whose reply is the Broker) runs; a Trigger whose
 // subscriber is its own Broker, and a loop of Brokers through Triggers
-// alone, which the broker's TTL cannot stop, are refused.
+// alone, which the broker's TTL cannot stop, are refused. In Knative's
+// pattern the Broker starts before the Sequence and stops after it, so
+// that Shutdown drains the Sequence while the Broker takes its replies.
 //
 // Differences from Knative: channels are in memory, except the flows on
 // NatsJetStreamChannel (eventing-natss' kind), which run on the channels the
