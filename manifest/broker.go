@@ -109,10 +109,10 @@ func (r *resolver) triggerDoc(d *Document, t *Trigger) {
 		if n == nil {
 			var near string
 			best := 3
-			for _, o := range r.app.decl0() {
-				if o.kind == "Broker" && o.doc.namespace == d.namespace {
-					if dist := distance(o.doc.name, name); dist < best {
-						near, best = o.doc.name, dist
+			for _, o := range r.set.Documents {
+				if o.kind == "Broker" && o.namespace == d.namespace {
+					if dist := distance(o.name, name); dist < best {
+						near, best = o.name, dist
 					}
 				}
 			}
@@ -157,15 +157,6 @@ func (r *resolver) triggerDoc(d *Document, t *Trigger) {
 			f.doc.object())
 	}
 	r.app.trigs = append(r.app.trigs, tn)
-}
-
-// decl0 lists the flows indexed so far, in no particular order.
-func (a *App) decl0() []*flowNode {
-	out := make([]*flowNode, 0, len(a.byKey))
-	for _, n := range a.byKey {
-		out = append(out, n)
-	}
-	return out
 }
 
 func filterSpec(f SubscriptionsAPIFilter) flows.FilterSpec {

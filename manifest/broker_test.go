@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -494,4 +495,61 @@ func TestShutdownDrainsBrokerSequenceLoop(t *testing.T) {
 			t.Error("the event in the Sequence when Shutdown began never reached the display")
 		}
 	})
+}
+
+// A Trigger without spec.delivery takes the Broker's, whole; one with its
+// own takes nothing of the Broker's: no dead-letter sink unless it sets one.
+func TestTriggerDeliveryDefaultsToTheBrokers(t *testing.T) {
+	dead := newRecorder()
+	var attempts sync.Map
+	failing := flows.HandlerFunc(func(_ context.Context, e event.Event) (*event.Event, error) {
+		n, _ := attempts.LoadOrStore(e.ID(), new(atomic.Int32))
+		n.(*atomic.Int32).Add(1)
+		return nil, errors.New("boom")
+	})
+	reg := new(manifest.Registry)
+	reg.Bind("Service", "dead", dead)
+	reg.Bind("Service", "failing", failing)
+	set := parse(t, `apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {name: default}
+spec:
+  delivery:
+    retry: 2
+    deadLetterSink: {ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: dead}}
+`+triggerDoc("inherits", "  filter: {attributes: {type: a}}\n", svc("failing"))+
+		triggerDoc("own", "  filter: {attributes: {type: b}}\n  delivery: {retry: 1}\n", svc("failing")))
+	app, err := manifest.Build(set, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	broker := flow(t, app, "Broker", "default")
+	for _, typ := range []string{"a", "b"} {
+		e := event.New()
+		e.SetID(typ)
+		e.SetType(typ)
+		e.SetSource("/test")
+		if err := broker.Send(context.Background(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	app.Shutdown(context.Background())
+	count := func(id string) int32 {
+		n, ok := attempts.Load(id)
+		if !ok {
+			return 0
+		}
+		return n.(*atomic.Int32).Load()
+	}
+	if a, b := count("a"), count("b"); a != 3 || b != 2 {
+		t.Errorf("attempts: inherits %d (want 3: the broker's retry 2), own %d (want 2: its retry 1)", a, b)
+	}
+	d := dead.next(t)
+	if d.ID() != "a" || d.Extensions()["knativeerrordest"] == nil {
+		t.Errorf("dead letter %s", d)
+	}
+	dead.empty(t)
 }
