@@ -46,8 +46,8 @@ func (r *resolver) depend(from, n *flowNode, path, url string) {
 		return
 	}
 	dep := dependency{to: n, path: path, url: url}
-	if r.trigger != nil {
-		dep.doc = r.trigger
+	if r.doc != from.doc {
+		dep.doc = r.doc // a Trigger's or a Subscription's field
 	}
 	from.deps = append(from.deps, dep)
 }
