@@ -333,7 +333,7 @@ type Status struct {
 	Namespace string
 	Name      string
 
-	// URL is the address of a Sequence, Parallel or channel: the URL of
+	// URL is the address of a Sequence, Parallel, channel or Broker: the URL of
 	// its ingress when the app is served over HTTP (see [App.Serve]), else
 	// empty, since it is reached in process. For a Service, it is the URL
 	// it is bound to, if any.
