@@ -44,6 +44,7 @@ func (a *App) Start(ctx context.Context, opts ...flows.Option) error {
 			return fail(n.doc.object(), err)
 		}
 		n.running = f
+		n.live.Store(f)
 	}
 	for _, s := range a.sources {
 		p := s.ping
@@ -74,6 +75,19 @@ func accept(f *flows.Flow) flows.Handler {
 
 // resolve returns the handler a target stands for, once its flow runs.
 func (t *target) resolve() flows.Handler {
+	if t.flow != nil && t.flow.kind == "Broker" {
+		return brokerHandler(t.flow)
+	}
+	if f := t.flow; f != nil && f.running == nil {
+		// A flow that starts after its sender: a Broker's (see lateLoops).
+		return flows.HandlerFunc(func(ctx context.Context, e event.Event) (*event.Event, error) {
+			r := f.live.Load()
+			if r == nil {
+				return nil, fmt.Errorf("%w: %s is not running", flows.ErrClosed, f.doc.object())
+			}
+			return r.Handle(ctx, e)
+		})
+	}
 	if t.flow != nil {
 		return t.flow.running
 	}
@@ -118,6 +132,8 @@ func (n *flowNode) start(ctx context.Context, opts []flows.Option) (*flows.Flow,
 			})
 		}
 		return p.Start(ctx, opts...)
+	case "Broker":
+		return n.startBroker(ctx, opts)
 	default:
 		// A channel and its subscriptions are a Parallel without filters:
 		// one channel, each subscription with its subscriber, reply and
@@ -142,7 +158,7 @@ func (n *flowNode) start(ctx context.Context, opts []flows.Option) (*flows.Flow,
 var ErrNoFlow = errors.New("manifest: no such flow")
 
 // Flow returns the running flow of the Sequence, Parallel, InMemoryChannel,
-// NatsJetStreamChannel or Channel of that kind and name ("name" in the default namespace, or
+// NatsJetStreamChannel, Channel or Broker of that kind and name ("name" in the default namespace, or
 // "namespace/name"). The error wraps [ErrNoFlow], naming the flows there
 // are, if the app has no such flow, and [ErrState] if it is not running.
 func (a *App) Flow(kind, name string) (*flows.Flow, error) {
@@ -317,7 +333,7 @@ type Status struct {
 	Namespace string
 	Name      string
 
-	// URL is the address of a Sequence, Parallel or channel: the URL of
+	// URL is the address of a Sequence, Parallel, channel or Broker: the URL of
 	// its ingress when the app is served over HTTP (see [App.Serve]), else
 	// empty, since it is reached in process. For a Service, it is the URL
 	// it is bound to, if any.
@@ -326,6 +342,10 @@ type Status struct {
 	// Sink is where a PingSource sends its events: a URL, or the kind and
 	// name of a flow reached in process.
 	Sink string
+
+	// Broker is a Trigger's broker, and SubscriberURI its subscriber: a
+	// URL, or the kind and name of a flow or Go handler reached in process.
+	Broker, SubscriberURI string
 
 	Ready  string // "True", "False" or "Unknown"
 	Reason string // why it is not ready
@@ -360,6 +380,11 @@ func (a *App) Status() []Status {
 	for _, s := range a.subs {
 		add(s.doc, "", "")
 	}
+	for _, t := range a.trigs {
+		add(t.doc, "", "")
+		out[len(out)-1].Broker = t.doc.Object.(*Trigger).Spec.Broker
+		out[len(out)-1].SubscriberURI = a.subscriberURI(&t.subscriber)
+	}
 	for _, s := range a.sources {
 		sink := s.sink.url
 		if f := s.sink.flow; f != nil {
@@ -374,17 +399,21 @@ func (a *App) Status() []Status {
 			out[len(out)-1].Ready, out[len(out)-1].Reason = "False", "NoBinding"
 		}
 	}
-	order := map[string]int{"Sequence": 0, "Parallel": 1, "InMemoryChannel": 2, "NatsJetStreamChannel": 3, "Channel": 4, "Subscription": 5, "PingSource": 6, "Service": 7}
+	order := map[string]int{"Sequence": 0, "Parallel": 1, "InMemoryChannel": 2, "NatsJetStreamChannel": 3, "Channel": 4,
+		"Broker": 5, "Trigger": 6, "Subscription": 7, "PingSource": 8, "Service": 9}
 	slices.SortStableFunc(out, func(x, y Status) int { return cmp.Compare(order[x.Kind], order[y.Kind]) })
 	return out
 }
 
 // ingressPath is where a flow's ingress is served: /<namespace>/<channel>,
 // the path form of Knative's InMemoryChannel dispatcher, with the name of
-// the flow's first channel.
+// the flow's first channel; a Broker's is /<namespace>/<broker>, as
+// Knative's broker ingress serves it.
 func (n *flowNode) ingressPath() string {
 	ch := n.doc.name
 	switch n.kind {
+	case "Broker":
+		return flows.BrokerPath(n.doc.namespace, n.doc.name)
 	case "Sequence":
 		ch += "-kn-sequence-0"
 	case "Parallel":
@@ -405,7 +434,8 @@ func (a *App) address(n *flowNode) string {
 //	NAME       URL                                             AGE   READY   REASON
 //	sequence   http://127.0.0.1:8080/default/sequence-kn-sequence-0   5s    True
 //
-// PingSources show SINK instead of URL, and Subscriptions neither. A
+// PingSources show SINK instead of URL, Triggers BROKER and SUBSCRIBER_URI
+// (as `kubectl get trigger`), and Subscriptions neither. A
 // NAMESPACE column is added when some object is outside the default
 // namespace. Ages are counted up to now.
 func WriteStatus(w io.Writer, statuses []Status, now time.Time) error {
@@ -435,6 +465,8 @@ func WriteStatus(w io.Writer, statuses []Status, now time.Time) error {
 		switch kind {
 		case "PingSource":
 			cols = append(cols, "SINK")
+		case "Trigger":
+			cols = append(cols, "BROKER", "SUBSCRIBER_URI")
 		case "Subscription":
 		default:
 			cols = append(cols, "URL")
@@ -450,6 +482,8 @@ func WriteStatus(w io.Writer, statuses []Status, now time.Time) error {
 			switch kind {
 			case "PingSource":
 				row = append(row, s.Sink)
+			case "Trigger":
+				row = append(row, s.Broker, s.SubscriberURI)
 			case "Subscription":
 			default:
 				row = append(row, s.URL)

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -62,6 +63,7 @@ type App struct {
 	sources []*sourceNode
 	subs    []*subscriptionNode
 	svcs    []*serviceNode
+	trigs   []*triggerNode
 	byKey   map[string]*flowNode
 
 	mu      sync.Mutex
@@ -113,7 +115,7 @@ type branchDef struct {
 
 type flowNode struct {
 	doc  *Document
-	kind string // Sequence, Parallel, InMemoryChannel, Channel or NatsJetStreamChannel
+	kind string // Sequence, Parallel, InMemoryChannel, Channel, NatsJetStreamChannel or Broker
 	// channelKind is the kind of the flow's channels, and opts the options
 	// WithFlowChannels gave for them.
 	channelKind string
@@ -121,16 +123,25 @@ type flowNode struct {
 	steps       []stepDef
 	branches    []branchDef
 	subs        []*subscriptionNode // for channels
+	triggers    []*triggerNode      // for brokers
 	reply       *target
 	delivery    *deliveryDef // the channel's delivery: the default of its subscriptions
 	deps        []dependency
 	running     *flows.Flow
+	// live is running, for the flows that start before it and send to it.
+	live atomic.Pointer[flows.Flow]
+	// sends are the Brokers it sends to, which are not dependencies.
+	sends []*flowNode
 }
 
 type dependency struct {
 	to   *flowNode
 	path string
-	url  string // the URL that names the flow's own ingress, if that is how it is reached
+	url  string    // the URL that names the flow's own ingress, if that is how it is reached
+	doc  *Document // where path is, if not in the flow's own document (a Trigger's)
+	// late marks a dependency of a Broker on a flow that sends back into
+	// it: the flow starts after the Broker (see lateLoops).
+	late bool
 }
 
 type subscriptionNode struct {
@@ -154,7 +165,7 @@ type serviceNode struct {
 }
 
 // flowKinds are the kinds that run as a flows.Flow and can be referred to.
-var flowKinds = map[string]bool{"Sequence": true, "Parallel": true, "InMemoryChannel": true, "Channel": true, "NatsJetStreamChannel": true}
+var flowKinds = map[string]bool{"Sequence": true, "Parallel": true, "InMemoryChannel": true, "Channel": true, "NatsJetStreamChannel": true, "Broker": true}
 
 func objectKey(kind, namespace, name string) string { return kind + "/" + namespace + "/" + name }
 
@@ -191,6 +202,9 @@ type resolver struct {
 	clients    map[string]*http.Client
 	self       *selfAddress         // where the app will be served, if known
 	byPath     map[string]*flowNode // flows by ingress path
+	// trigger is the Trigger whose subscriber is being resolved: only
+	// there is a Broker a dependency (see [resolver.depend]).
+	trigger *Document
 }
 
 func newResolver(set *Set, reg *Registry, opts []Option, graph bool) *resolver {
@@ -240,8 +254,11 @@ func (r *resolver) resolve() {
 			// would hide the other at the ingress.
 			if first := byPath[n.ingressPath()]; first != nil {
 				r.doc = d
-				r.failf("metadata.name", "channel %q is also the first channel of %s: both would be served at %s",
-					path.Base(n.ingressPath()), first.doc.object(), n.ingressPath())
+				what := fmt.Sprintf("channel %q is also the first channel of", path.Base(n.ingressPath()))
+				if n.kind == "Broker" || first.kind == "Broker" {
+					what = "the ingress of " + d.object() + " has the path of"
+				}
+				r.failf("metadata.name", "%s %s: both would be served at %s", what, first.doc.object(), n.ingressPath())
 			} else {
 				byPath[n.ingressPath()] = n
 			}
@@ -265,6 +282,8 @@ func (r *resolver) resolve() {
 			if o.Spec.Delivery != nil {
 				n.delivery = r.delivery("spec.delivery", o.Spec.Delivery, n)
 			}
+		case *Broker:
+			r.broker(n, o)
 		}
 	}
 	for i := range docs {
@@ -273,6 +292,8 @@ func (r *resolver) resolve() {
 		switch o := d.Object.(type) {
 		case *Subscription:
 			r.subscription(d, o)
+		case *Trigger:
+			r.triggerDoc(d, o)
 		case *PingSource:
 			r.ping(d, o.Spec.SourceSpec, flows.Ping{
 				Schedule: o.Spec.Schedule, Timezone: o.Spec.Timezone, ContentType: o.Spec.ContentType,
@@ -301,6 +322,7 @@ func (r *resolver) resolve() {
 		r.app.svcs = append(r.app.svcs, &serviceNode{doc: d, t: t})
 	}
 	r.app.decl = flowsInOrder
+	lateLoops(flowsInOrder)
 	r.order(flowsInOrder)
 }
 
@@ -655,9 +677,7 @@ func (r *resolver) ownIngress(path string, t target, from *flowNode) (*flowNode,
 			t.url, r.app.cfg.serveAddr, u.Path, there)
 		return nil, false
 	}
-	if from != nil {
-		from.deps = append(from.deps, dependency{to: n, path: path, url: t.url})
-	}
+	r.depend(from, n, path, t.url)
 	return n, true
 }
 
@@ -709,16 +729,14 @@ func (r *resolver) ref(path string, ref *KReference, from *flowNode) target {
 		if b, ok := r.reg.lookup(ref.Kind, ns, ref.Name); ok && (b.handler != nil || b.url != "") {
 			r.failf(path, "%s is declared in the manifests and bound in the registry: remove one", name)
 		}
-		if from != nil {
-			from.deps = append(from.deps, dependency{to: n, path: path})
-		}
+		r.depend(from, n, path, "")
 		return target{flow: n, ref: name}
 	}
 	for i := range r.set.Documents {
 		d := &r.set.Documents[i]
 		if d.kind == ref.Kind && d.namespace == ns && d.name == ref.Name {
 			switch d.kind {
-			case "PingSource", "Subscription":
+			case "PingSource", "Subscription", "Trigger":
 				r.failf(path, "%s is not addressable: it cannot receive events", name)
 				return target{node: key, ref: name, label: ref.Kind + " " + qualified(ns, ref.Name), unbound: true}
 			}
@@ -855,6 +873,9 @@ func (r *resolver) order(nodes []*flowNode) {
 		color[n] = grey
 		stack = append(stack, n)
 		for _, dep := range n.deps {
+			if dep.late {
+				continue
+			}
 			switch color[dep.to] {
 			case white:
 				visit(dep.to)
@@ -871,11 +892,18 @@ func (r *resolver) order(nodes []*flowNode) {
 				}
 				names = append(names, dep.to.doc.object())
 				r.doc = n.doc
+				if dep.doc != nil {
+					r.doc = dep.doc
+				}
 				via := ""
 				if dep.url != "" {
 					via = fmt.Sprintf(" (%s is the ingress of %s)", dep.url, dep.to.doc.object())
 				}
-				r.failf(dep.path, "cycle: %s%s; flows must form a graph without cycles", strings.Join(names, " → "), via)
+				rule := "flows must form a graph without cycles"
+				if dep.to.kind == "Broker" {
+					rule = "Triggers must not lead from a Broker back to it through Brokers alone, which would reset the TTL and loop for ever (a Sequence or Parallel may reply to a Broker)"
+				}
+				r.failf(dep.path, "cycle: %s%s; %s", strings.Join(names, " → "), via, rule)
 			}
 		}
 		stack = stack[:len(stack)-1]

@@ -18,7 +18,8 @@ const (
 // function given to [WithFlowChannels] decides on.
 type FlowChannels struct {
 	// Kind, Namespace and Name are the flow's: a Sequence, Parallel,
-	// InMemoryChannel, Channel or NatsJetStreamChannel.
+	// InMemoryChannel, Channel, NatsJetStreamChannel or Broker (whose
+	// channels are one per Trigger, of the cluster's default kind).
 	Kind, Namespace, Name string
 	// ChannelKind is the kind of its channels: [InMemoryChannelKind] or
 	// [NatsJetStreamChannelKind], a standalone channel's own kind or the

@@ -1,6 +1,6 @@
 // Package manifest runs Knative Eventing manifests (the YAML of Sequence,
-// Parallel, PingSource, InMemoryChannel, Channel and Subscription objects)
-// as flows in the current process, without a cluster.
+// Parallel, PingSource, InMemoryChannel, Channel, Subscription, Broker and
+// Trigger objects) as flows in the current process, without a cluster.
 //
 // [ReadFiles] (or [Parse], [ReadFS]) reads multi-document YAML strictly:
 // unknown kinds and fields are errors. [Build] resolves every destination:
@@ -25,6 +25,21 @@
 //
 // A PingSource whose sink is a flow is done with each event once the flow
 // has accepted it, as with a channel ingress that answers 202 at once.
+//
+// A Broker runs as a [flows.Broker] with its Triggers, in the order of the
+// manifests, and is served at /<namespace>/<broker>. Its spec.config and
+// the eventing.knative.dev/broker.class annotation are accepted and
+// ignored. A Trigger's filter problems are reported at their fields, such
+// as spec.filters[1].cesql; a Trigger whose spec.broker names no Broker of
+// the manifests is an error (Knative accepts it, and it never delivers). A
+// Trigger whose subscriber is a flow, and anything sending to a Broker, is
+// done with an event once the flow or broker accepted it. Sending into a
+// Broker is not counted by the cycle check, so that Knative's pattern (a
+// Trigger to a Sequence whose reply is the Broker) runs; a Trigger whose
+// subscriber is its own Broker, and a loop of Brokers through Triggers
+// alone, which the broker's TTL cannot stop, are refused. In Knative's
+// pattern the Broker starts before the Sequence and stops after it, so
+// that Shutdown drains the Sequence while the Broker takes its replies.
 //
 // Differences from Knative: channels are in memory, except the flows on
 // NatsJetStreamChannel (eventing-natss' kind), which run on the channels the

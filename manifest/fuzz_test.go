@@ -18,7 +18,7 @@ import (
 //	go test -run '^$' -fuzz '^FuzzParse$' -fuzztime 10m ./manifest
 
 func FuzzParse(f *testing.F) {
-	for _, dir := range []string{"../examples/manifests/sequence", "../examples/manifests/parallel"} {
+	for _, dir := range []string{"../examples/manifests/sequence", "../examples/manifests/parallel", "../examples/manifests/broker"} {
 		files, _ := filepath.Glob(filepath.Join(dir, "*.yaml"))
 		for _, p := range files {
 			if b, err := os.ReadFile(p); err == nil {
@@ -28,6 +28,7 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add([]byte("apiVersion: flows.knative.dev/v1\nkind: Sequence\nmetadata: {name: s}\nspec:\n  steps:\n  - uri: http://127.0.0.1:1\n    delivery: {retry: 2, backoffDelay: PT0.2S}\n"))
 	f.Add([]byte("---\n---\nkind: [\n"))
+	f.Add([]byte("apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: b}\n---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: t}\nspec:\n  broker: b\n  filters: [{any: [{not: {cesql: \"type = 'a'\"}}, {exact: {type: x}, prefix: {a: b}}]}]\n  subscriber: {ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: b}}\n"))
 	f.Add([]byte("kind: Sequence\nmetadata: {name: s}\nspec:\n  stpes: 1\n  steps: [x, {uri: 'http://localhost:8080/default/s-kn-sequence-0', delivery: {retyr: 1, timeout: 5s}}]\n  reply: {uri: 'http://[::1]:8080/x'}\n"))
 	f.Add([]byte("apiVersion: v1\nkind: Service\nmetadata: {name: x}\n&a [*a, *a]"))
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/eventflows/flows"
 )
 
 // A Graph is the picture of resolved manifests as Knative wires them:
@@ -33,6 +35,7 @@ const (
 	shapeService
 	shapeURL
 	shapeUnbound
+	shapeBroker
 )
 
 type graphNode struct {
@@ -98,6 +101,9 @@ func (g *Graph) channel(ns, name string, grp *graphGroup) *graphNode {
 
 // ingress is the node a destination that is a flow points at.
 func (g *Graph) ingress(n *flowNode) *graphNode {
+	if n.kind == "Broker" {
+		return g.node("broker:"+n.doc.namespace+"/"+n.doc.name, nil, shapeBroker, "Broker "+qualified(n.doc.namespace, n.doc.name))
+	}
 	return g.channel(n.doc.namespace, strings.TrimPrefix(n.ingressPath(), "/"+n.doc.namespace+"/"), nil)
 }
 
@@ -155,6 +161,34 @@ func (g *Graph) flow(n *flowNode) {
 	grp := &graphGroup{label: n.kind + " " + qualified(ns, name)}
 	g.groups = append(g.groups, grp)
 	switch n.kind {
+	case "Broker":
+		// The broker, and a node per Trigger with its filter: from the
+		// broker (the edge says what passes), to its subscriber, its
+		// dead-letter sink, and its reply back into the broker.
+		b := g.ingress(n)
+		grp.nodes = append(grp.nodes, b)
+		for _, t := range n.triggers {
+			f := flows.Filter{}
+			switch {
+			case len(t.filters) == 1:
+				f = t.filters[0]
+			case len(t.filters) > 1:
+				f = flows.All(t.filters...)
+			default:
+				f = t.filter
+			}
+			label := "Trigger " + t.doc.name
+			if s := cmpOr(t.delivery, n.delivery).summary(); s != "" {
+				label += "\n" + s
+			}
+			tr := g.node("trigger:"+t.doc.namespace+"/"+t.doc.name, grp, shapeSubscription, label)
+			g.edge(b, tr, f.String(), false)
+			g.edge(tr, g.target(&t.subscriber), "subscriber", false)
+			g.edge(tr, b, "reply", true)
+			if d := cmpOr(t.delivery, n.delivery); d != nil && d.deadLetter != nil {
+				g.edge(tr, g.target(d.deadLetter), "dead letter", true)
+			}
+		}
 	case "Sequence":
 		chans := make([]*graphNode, len(n.steps))
 		for i := range n.steps {
@@ -278,6 +312,8 @@ func mermaidNode(n *graphNode) string {
 		return n.id + "(" + t + ")"
 	case shapeURL:
 		return n.id + "[/" + t + "/]"
+	case shapeBroker:
+		return n.id + "[[" + t + "]]"
 	}
 	return n.id + "[" + t + "]"
 }
@@ -320,7 +356,7 @@ func dotText(s string) string {
 func dotNode(n *graphNode) string {
 	shape := map[nodeShape]string{
 		shapeSource: "hexagon", shapeChannel: "cylinder", shapeSubscription: "box, style=rounded",
-		shapeService: "box", shapeURL: "parallelogram", shapeUnbound: "box, style=dashed",
+		shapeService: "box", shapeURL: "parallelogram", shapeUnbound: "box, style=dashed", shapeBroker: "box3d",
 	}[n.shape]
 	return fmt.Sprintf("%s [label=%s, shape=%s]", n.id, dotText(n.label), shape)
 }

@@ -40,10 +40,11 @@ type Document struct {
 	Index int    // the document's position in the file, from 1
 
 	// Object is the decoded object: *Sequence, *Parallel, *PingSource,
-	// *PingSourceV1Beta1, *Subscription, *InMemoryChannel, *Channel or
-	// *Service. It is nil if the document did not decode. A document with
-	// unknown fields or values of the wrong type (see [Set.Err]) holds the
-	// rest of its fields.
+	// *PingSourceV1Beta1, *Subscription, *InMemoryChannel, *Channel,
+	// *NatsJetStreamChannel, *Service, *Broker or *Trigger. It is nil if
+	// the document did not decode. A document with unknown fields or
+	// values of the wrong type (see [Set.Err]) holds the rest of its
+	// fields.
 	Object any
 
 	kind, name, namespace string
@@ -270,10 +271,12 @@ var kindTable = []kindInfo{
 	{MessagingV1, "Channel", func() any { return new(Channel) }},
 	{MessagingV1Alpha1, "NatsJetStreamChannel", func() any { return new(NatsJetStreamChannel) }},
 	{ServingV1, "Service", func() any { return new(Service) }},
+	{EventingV1, "Broker", func() any { return new(Broker) }},
+	{EventingV1, "Trigger", func() any { return new(Trigger) }},
 }
 
 const supportedKinds = "Sequence, Parallel (" + FlowsV1 + "); PingSource (" + SourcesV1 + ", " + SourcesV1Beta +
-	"); Subscription, InMemoryChannel, Channel (" + MessagingV1 + "); NatsJetStreamChannel (" + MessagingV1Alpha1 + "); Service (" + ServingV1 + ")"
+	"); Subscription, InMemoryChannel, Channel (" + MessagingV1 + "); NatsJetStreamChannel (" + MessagingV1Alpha1 + "); Service (" + ServingV1 + "); Broker, Trigger (" + EventingV1 + ")"
 
 var yamlLine = regexp.MustCompile(`\bline [0-9]+\b`)
 

@@ -17,7 +17,11 @@ import (
 // Host, such as sequence-kn-sequence-0-kn-channel.default.svc.cluster.local.
 // Other paths get 404.
 //
-// The ingresses of all the flows take their requests' bytes from one
+// Each Broker is served at /<namespace>/<broker>, as Knative's broker
+// ingress serves it, by a [flows.BrokerIngress]: POST only (405 otherwise,
+// with Allow), one trailing "/" accepted, and the same limits.
+//
+// The ingresses of all the flows and brokers take their requests' bytes from one
 // [flows.ByteBudget] of [flows.DefaultMaxBytesInFlight], so that the
 // handler's memory is bounded as a whole; pass [flows.IngressByteBudget]
 // to set another.
@@ -33,11 +37,24 @@ func (a *App) Handler(opts ...flows.IngressOption) http.Handler {
 	}
 	opts = append(defaults, opts...)
 	routes := map[string]http.Handler{}
+	brokers := flows.NewBrokerIngress(opts...)
 	for _, n := range a.flows {
 		if n.running == nil || a.state != stateRunning {
 			routes[n.ingressPath()] = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 				http.Error(w, "the flow is not running", http.StatusServiceUnavailable)
 			})
+			continue
+		}
+		if n.kind == "Broker" {
+			if err := brokers.Add(n.doc.namespace, n.doc.name, n.running); err != nil {
+				// Names were checked by Parse; say so rather than hide it.
+				routes[n.ingressPath()] = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+					http.Error(w, err.Error(), http.StatusInternalServerError)
+				})
+				continue
+			}
+			routes[n.ingressPath()] = brokers
+			routes[n.ingressPath()+"/"] = brokers
 			continue
 		}
 		routes[n.ingressPath()] = flows.NewIngress(n.running, opts...)

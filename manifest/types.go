@@ -15,7 +15,14 @@ const (
 	// MessagingV1Alpha1 is the version of eventing-natss'
 	// NatsJetStreamChannel.
 	MessagingV1Alpha1 = "messaging.knative.dev/v1alpha1"
+	// EventingV1 is the version of Broker and Trigger.
+	EventingV1 = "eventing.knative.dev/v1"
 )
+
+// BrokerClassAnnotation names a Broker's implementation in Knative
+// (MTChannelBasedBroker by default). It is accepted and ignored: every
+// Broker runs as a [flows.Broker].
+const BrokerClassAnnotation = "eventing.knative.dev/broker.class"
 
 // TypeMeta is the apiVersion and kind every document starts with.
 type TypeMeta struct {
@@ -270,4 +277,61 @@ type Service struct {
 	TypeMeta `json:",inline"`
 	Metadata ObjectMeta     `json:"metadata"`
 	Spec     map[string]any `json:"spec,omitempty"`
+}
+
+// Broker is eventing.knative.dev/v1 Broker: it routes the events it
+// receives to its Triggers (see [flows.Broker]).
+type Broker struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta `json:"metadata"`
+	Spec     BrokerSpec `json:"spec,omitempty"`
+}
+
+// BrokerSpec is the spec of a [Broker].
+type BrokerSpec struct {
+	// Config refers to the configuration of the broker's class (in
+	// Knative, a ConfigMap saying which channel to use). It is accepted and
+	// ignored: the broker's channels are those of its flow, in memory or
+	// those of [WithFlowChannels].
+	Config *KReference `json:"config,omitempty"`
+	// Delivery is the delivery of the Triggers that have none of their own.
+	Delivery *DeliverySpec `json:"delivery,omitempty"`
+}
+
+// Trigger is eventing.knative.dev/v1 Trigger: one route out of a [Broker].
+type Trigger struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta  `json:"metadata"`
+	Spec     TriggerSpec `json:"spec"`
+}
+
+// TriggerSpec is the spec of a [Trigger].
+type TriggerSpec struct {
+	// Broker names a Broker of the Trigger's namespace, declared in the
+	// manifests.
+	Broker string `json:"broker"`
+	// Filter is the legacy exact-match filter; Filters, when not empty,
+	// replaces it.
+	Filter     *TriggerFilter           `json:"filter,omitempty"`
+	Filters    []SubscriptionsAPIFilter `json:"filters,omitempty"`
+	Subscriber Destination              `json:"subscriber"`
+	Delivery   *DeliverySpec            `json:"delivery,omitempty"`
+}
+
+// TriggerFilter is a Trigger's spec.filter: every attribute must match
+// exactly, an empty value meaning "present and not empty".
+type TriggerFilter struct {
+	Attributes map[string]string `json:"attributes,omitempty"`
+}
+
+// SubscriptionsAPIFilter is one expression of a Trigger's spec.filters,
+// with exactly one dialect set (see [flows.FilterSpec]).
+type SubscriptionsAPIFilter struct {
+	All    []SubscriptionsAPIFilter `json:"all,omitempty"`
+	Any    []SubscriptionsAPIFilter `json:"any,omitempty"`
+	Not    *SubscriptionsAPIFilter  `json:"not,omitempty"`
+	Exact  map[string]string        `json:"exact,omitempty"`
+	Prefix map[string]string        `json:"prefix,omitempty"`
+	Suffix map[string]string        `json:"suffix,omitempty"`
+	CESQL  string                   `json:"cesql,omitempty"`
 }
