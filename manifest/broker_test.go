@@ -331,26 +331,11 @@ metadata: {name: one}
 	}
 
 	// The budget is the app's: held by requests to a channel, a broker refuses.
-	letGo := make(chan struct{})
-	var done []chan int
-	for range flows.DefaultMaxBytesInFlight / flows.DefaultMaxBodyBytes {
-		body := heldBody{reading: make(chan struct{}), letGo: letGo}
-		d := make(chan int, 1)
-		go func() {
-			w := httptest.NewRecorder()
-			h.ServeHTTP(w, ingressRequest("/default/one", body, flows.DefaultMaxBodyBytes))
-			d <- w.Code
-		}()
-		<-body.reading
-		done = append(done, d)
-	}
+	release := fillBudget(h, "/default/one")
 	if w := post("/shop/events"); w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
 		t.Errorf("a broker with the app's budget used up: %d %q, want 503 with Retry-After", w.Code, w.Body)
 	}
-	close(letGo)
-	for _, d := range done {
-		<-d
-	}
+	release()
 }
 
 // Status and WriteStatus show a row per Broker as `kubectl get broker`

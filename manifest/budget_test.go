@@ -50,6 +50,24 @@ metadata: {name: other}
 	app := start(t, set, &manifest.Registry{})
 	h := app.Handler()
 
+	release := fillBudget(h, "/default/one")
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, ingressRequest("/default/other", io.NopCloser(strings.NewReader("{}")), 2))
+	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
+		t.Errorf("another flow of the app with the budget used up: %d %q, want 503 with Retry-After", w.Code, w.Body)
+	}
+	release()
+	w = httptest.NewRecorder()
+	h.ServeHTTP(w, ingressRequest("/default/other", io.NopCloser(strings.NewReader("{}")), 2))
+	if w.Code != http.StatusAccepted {
+		t.Errorf("once the requests are done: %d %q, want 202", w.Code, w.Body)
+	}
+}
+
+// fillBudget uses up the default byte budget of h with requests to path
+// whose bodies are held half-read; release lets them finish and waits for
+// their answers.
+func fillBudget(h http.Handler, path string) (release func()) {
 	letGo := make(chan struct{})
 	var done []chan int
 	for range flows.DefaultMaxBytesInFlight / flows.DefaultMaxBodyBytes {
@@ -57,24 +75,16 @@ metadata: {name: other}
 		d := make(chan int, 1)
 		go func() {
 			w := httptest.NewRecorder()
-			h.ServeHTTP(w, ingressRequest("/default/one", body, flows.DefaultMaxBodyBytes))
+			h.ServeHTTP(w, ingressRequest(path, body, flows.DefaultMaxBodyBytes))
 			d <- w.Code
 		}()
 		<-body.reading
 		done = append(done, d)
 	}
-	w := httptest.NewRecorder()
-	h.ServeHTTP(w, ingressRequest("/default/other", io.NopCloser(strings.NewReader("{}")), 2))
-	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
-		t.Errorf("another flow of the app with the budget used up: %d %q, want 503 with Retry-After", w.Code, w.Body)
-	}
-	close(letGo)
-	for _, d := range done {
-		<-d
-	}
-	w = httptest.NewRecorder()
-	h.ServeHTTP(w, ingressRequest("/default/other", io.NopCloser(strings.NewReader("{}")), 2))
-	if w.Code != http.StatusAccepted {
-		t.Errorf("once the requests are done: %d %q, want 202", w.Code, w.Body)
+	return func() {
+		close(letGo)
+		for _, d := range done {
+			<-d
+		}
 	}
 }
