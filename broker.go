@@ -94,7 +94,10 @@ var ErrTTLExhausted = errors.New("flows: broker TTL exhausted")
 // refused at Start (Knative accepts it, then panics or never matches); the
 // broker's ingress address is its name in knativeerrordest; events are
 // handed over in process, without the HTTP hops between ingress, channel
-// and filter.
+// and filter; the dead letter of an [*HTTPTarget] subscriber that answered
+// 2xx with a body that is not a CloudEvent (Knative's filter answers 502)
+// has knativeerrordest (the subscriber's URL), knativeerrorcode 502 and
+// knativeerrordata (the body), where Knative's has none of them.
 type Broker struct {
 	// Name names the flow, its channels and its subscriptions. The
 	// default is "default", the name of Knative's default broker.

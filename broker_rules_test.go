@@ -3,11 +3,14 @@ package flows_test
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 
+	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/eventflows/flows"
 	"github.com/eventflows/flows/flowstest"
 )
@@ -132,7 +135,12 @@ func TestTriggerNonCloudEventAnswerIsA502(t *testing.T) {
 		if n := count("/" + c.typ); n != 3 {
 			t.Errorf("%s answer: %d attempts, want 3 (Retry 2, as for a 502)", c.typ, n)
 		}
-		dl := dead.MustWait(t, i+1)[i]
+		dls := dead.Events() // Handle returned: the dead letter is in
+		if len(dls) != i+1 {
+			t.Errorf("%s answer: %d dead letters in all, want %d", c.typ, len(dls), i+1)
+			continue
+		}
+		dl := dls[i]
 		ext := dl.Extensions()
 		if dl.ID() != c.typ || ext[flows.ExtensionErrorDest] != srv.URL+"/"+c.typ || ext[flows.ExtensionErrorCode] != int32(502) ||
 			ext[flows.ExtensionErrorData] != base64.StdEncoding.EncodeToString([]byte(c.body)) {
@@ -148,8 +156,17 @@ func TestTriggerNonCloudEventAnswerIsA502(t *testing.T) {
 		t.Errorf("empty 200: %d attempts, want 1", n)
 	}
 
+	// Without a dead-letter sink, the error says what came back.
+	nodl := start(t, &flows.Broker{Name: "nodl", Triggers: []flows.Trigger{{Subscriber: flows.HTTP(srv.URL + "/nodl")}}})
+	_, err := nodl.Handle(ctx, flowstest.NewEvent("n", "text", "/test", nil))
+	var he *flows.HTTPError
+	if !errors.As(err, &he) || he.StatusCode != 502 || string(he.Body) != "hello" || !strings.Contains(err.Error(), "not a CloudEvent") {
+		t.Errorf("Handle without a dead-letter sink = %v, want an *HTTPError 502 with the body, saying it is not a CloudEvent", err)
+	}
+
 	seq := start(t, &flows.Sequence{Steps: []flows.Step{{Subscriber: flows.HTTP(srv.URL + "/seq")}}, Delivery: d})
-	reply, err := seq.Handle(ctx, flowstest.NewEvent("s", "text", "/test", nil))
+	var reply *event.Event
+	reply, err = seq.Handle(ctx, flowstest.NewEvent("s", "text", "/test", nil))
 	if err != nil || reply != nil {
 		t.Errorf("Sequence step answering 200 text/plain: Handle = %v, %v; want no event, no error", reply, err)
 	}

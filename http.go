@@ -29,19 +29,20 @@ import (
 //     [Broker]'s Trigger (only there: a Sequence or Parallel has no
 //     namespace);
 //   - a 2xx answer carrying a CloudEvent is the reply; a 2xx answer without
-//     one means "no event". For a Trigger's subscriber, as Knative's broker
-//     answers 502 then, a 2xx answer with a body that is not a CloudEvent,
-//     or with a CloudEvent that does not decode, is an [*HTTPError] with
-//     status 502 and that body (retried; a dead letter names the target,
-//     code 502); only an empty body means "no event";
+//     one means "no event". For a Trigger's subscriber, where Knative's
+//     broker answers 502, a 2xx answer with a body that is not a
+//     CloudEvent, or with a CloudEvent that does not decode or is invalid,
+//     is an [*HTTPError] with status 502 and that body (retried; its dead
+//     letter names the target, code 502); only an empty body is "no event";
 //   - any other answer is a failure, an [*HTTPError]; 404, 408, 409, 429 and
 //     5xx are retried, other statuses (3xx included) are not. Transport
 //     errors are retried too. Redirects are never followed.
 //   - a reply is checked as an [Ingress] checks a request: a 2xx answer
 //     whose CloudEvent is malformed or invalid (an unknown specversion,
 //     a missing attribute, text that is not UTF-8, a batch) fails the
-//     attempt for good, as does a body over MaxReplyBytes ([ErrTooLarge]);
-//     such a reply would come again.
+//     attempt for good (but for a Trigger's subscriber, see above), as does
+//     a body over MaxReplyBytes ([ErrTooLarge]); such a reply would come
+//     again.
 //   - a reply whose body cannot be read to its end (the connection is cut,
 //     the attempt times out) is a transport error and is retried, although
 //     the subscriber has handled the event: a duplicate is better than a
