@@ -94,11 +94,22 @@ var ErrTTLExhausted = errors.New("flows: broker TTL exhausted")
 // refused at Start (Knative accepts it, then panics or never matches); the
 // broker's ingress address is its name in knativeerrordest; events are
 // handed over in process, without the HTTP hops between ingress, channel
-// and filter.
+// and filter; the dead letter of an [*HTTPTarget] subscriber that answered
+// 2xx with a body that is not a CloudEvent (Knative's filter answers 502)
+// has knativeerrordest (the subscriber's URL), knativeerrorcode 502 and
+// knativeerrordata (the body), where Knative's has none of them.
 type Broker struct {
 	// Name names the flow, its channels and its subscriptions. The
 	// default is "default", the name of Knative's default broker.
 	Name string
+
+	// Namespace is the namespace of the broker and its Triggers, as
+	// Knative's metadata.namespace. Knative sends it to a Trigger's
+	// subscriber as the header Kn-Namespace, and so does the broker to an
+	// [*HTTPTarget] subscriber of a Trigger (not to reply destinations,
+	// dead-letter sinks, or the steps of a flow the Trigger feeds). The
+	// default is "default", as the manifest runner's default namespace.
+	Namespace string
 
 	// Triggers are the routes out of the broker. A broker without any
 	// accepts events and drops them.
@@ -145,6 +156,13 @@ func (b *Broker) name() string {
 		return "default"
 	}
 	return b.Name
+}
+
+func (b *Broker) namespace() string {
+	if b.Namespace == "" {
+		return "default"
+	}
+	return b.Namespace
 }
 
 func (t *Trigger) name(i int) string {
@@ -232,7 +250,7 @@ func (b *Broker) Start(ctx context.Context, opts ...Option) (*Flow, error) {
 		sub := &subscription{
 			name:       name + "-" + t.name(i),
 			step:       step,
-			subscriber: triggerHandler{t.Subscriber},
+			subscriber: triggerHandler{subscriberOf(t.Subscriber, b.namespace())},
 			subDest:    destination(t.Subscriber, name+"/"+step),
 			reply:      &brokerReentry{br: br, trigger: t.name(i)},
 			replyDest:  name,
@@ -463,6 +481,28 @@ func (t triggerHandler) Handle(ctx context.Context, e event.Event) (*event.Event
 		return nil, fmt.Errorf("%w: %w", ErrInvalidEvent, err)
 	}
 	return reply, nil
+}
+
+// subscriberOf is what a Trigger calls for sub: an [*HTTPTarget] is called
+// as Knative's broker filter calls a subscriber (see [triggerTarget]).
+func subscriberOf(sub Handler, namespace string) Handler {
+	if t, ok := sub.(*HTTPTarget); ok && t != nil {
+		return triggerTarget{t: t, namespace: namespace}
+	}
+	return sub
+}
+
+// triggerTarget is an HTTPTarget called as a Trigger's subscriber: with
+// Kn-Namespace, and a 2xx answer with a body that is not a CloudEvent is a
+// 502, as Knative's broker filter answers. The role is the call's: the
+// same target may be a Sequence's step elsewhere.
+type triggerTarget struct {
+	t         *HTTPTarget
+	namespace string
+}
+
+func (tt triggerTarget) Handle(ctx context.Context, e event.Event) (*event.Event, error) {
+	return tt.t.post(ctx, e, true, tt.namespace)
 }
 
 // extension reads one extension of e without copying them all, as

@@ -24,18 +24,25 @@ import (
 //
 //   - the event is POSTed in binary mode (structured if Structured is set),
 //     with the header "Prefer: reply" when the target is a subscriber (not
-//     when it is a reply destination or a dead-letter sink, as in Knative;
-//     and without Knative's Kn-Namespace: a flow has no namespace);
+//     when it is a reply destination or a dead-letter sink, as in Knative),
+//     and "Kn-Namespace: <namespace>" when it is the subscriber of a
+//     [Broker]'s Trigger (only there: a Sequence or Parallel has no
+//     namespace);
 //   - a 2xx answer carrying a CloudEvent is the reply; a 2xx answer without
-//     one means "no event";
+//     one means "no event". For a Trigger's subscriber, where Knative's
+//     broker answers 502, a 2xx answer with a body that is not a
+//     CloudEvent, or with a CloudEvent that does not decode or is invalid,
+//     is an [*HTTPError] with status 502 and that body (retried; its dead
+//     letter names the target, code 502); only an empty body is "no event";
 //   - any other answer is a failure, an [*HTTPError]; 404, 408, 409, 429 and
 //     5xx are retried, other statuses (3xx included) are not. Transport
 //     errors are retried too. Redirects are never followed.
 //   - a reply is checked as an [Ingress] checks a request: a 2xx answer
 //     whose CloudEvent is malformed or invalid (an unknown specversion,
 //     a missing attribute, text that is not UTF-8, a batch) fails the
-//     attempt for good, as does a body over MaxReplyBytes ([ErrTooLarge]);
-//     such a reply would come again.
+//     attempt for good (but for a Trigger's subscriber, see above), as does
+//     a body over MaxReplyBytes ([ErrTooLarge]); such a reply would come
+//     again.
 //   - a reply whose body cannot be read to its end (the connection is cut,
 //     the attempt times out) is a transport error and is retried, although
 //     the subscriber has handled the event: a duplicate is better than a
@@ -164,13 +171,16 @@ func (t *HTTPTarget) destination() string { return t.URL }
 
 // Handle implements [Handler].
 func (t *HTTPTarget) Handle(ctx context.Context, e event.Event) (*event.Event, error) {
-	return t.post(ctx, e, true)
+	return t.post(ctx, e, true, "")
 }
 
 // post delivers e; preferReply says whether the request asks for a reply
 // with "Prefer: reply", which Knative sends to subscribers only: a reply
 // destination or a dead-letter sink is not asked (see [hopTarget]).
-func (t *HTTPTarget) post(ctx context.Context, e event.Event, preferReply bool) (*event.Event, error) {
+// namespace is set only for a call to a Trigger's subscriber (see
+// [triggerTarget]): it is sent as Kn-Namespace, and the answer is read as
+// Knative's broker filter reads it.
+func (t *HTTPTarget) post(ctx context.Context, e event.Event, preferReply bool, namespace string) (*event.Event, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.URL, nil)
 	if err != nil {
 		return nil, Permanent(fmt.Errorf("flows: %w", err))
@@ -203,6 +213,9 @@ func (t *HTTPTarget) post(ctx context.Context, e event.Event, preferReply bool) 
 	if preferReply {
 		req.Header.Set("Prefer", "reply")
 	}
+	if namespace != "" {
+		req.Header["Kn-Namespace"] = []string{namespace}
+	}
 	if t.Header != nil {
 		if err := t.Header(ctx, req.Header); err != nil {
 			return nil, fmt.Errorf("flows: preparing headers for %s: %w", t.URL, err)
@@ -216,7 +229,12 @@ func (t *HTTPTarget) post(ctx context.Context, e event.Event, preferReply bool) 
 		env.replyHeader = PassThroughHeaders(resp.Header)
 	}
 	limit := t.maxReplyBytes(ctx)
-	reply, err := readReply(ctx, t.URL, resp, limit)
+	var reply *event.Event
+	if namespace != "" {
+		reply, err = readTriggerReply(ctx, t.URL, resp, limit)
+	} else {
+		reply, err = readReply(ctx, t.URL, resp, limit)
+	}
 	if reply == nil && !errors.Is(err, ErrTooLarge) {
 		// A reply event was read to its end. Of any other answer a short
 		// rest is read and dropped, so that the connection goes back to
@@ -259,6 +277,62 @@ func readReply(ctx context.Context, target string, resp *http.Response, limit in
 	return nil, Permanent(fmt.Errorf("flows: %s replied with a malformed event: %w", target, de.err))
 }
 
+// readTriggerReply reads the answer of a Trigger's subscriber as Knative's
+// broker filter does, which answers 502 where a channel sees "no event" or
+// a malformed reply: a 2xx answer with a body that is not a CloudEvent, or
+// a CloudEvent that does not decode, is an [*HTTPError] with status 502
+// and the body (its first [MaxErrorBody] bytes), which is retried and
+// dead-lettered. An empty 2xx body is no event; a body over the limit and
+// one that cannot be read fail as for any target.
+func readTriggerReply(ctx context.Context, target string, resp *http.Response, limit int64) (*event.Event, error) {
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return readReply(ctx, target, resp, limit)
+	}
+	rec := &headRecorder{r: resp.Body}
+	reply, err := decodeMessage(ctx, resp.Header, rec, resp.ContentLength, limit)
+	if err == nil {
+		return reply, nil
+	}
+	var de *decodeError
+	errors.As(err, &de)
+	switch {
+	case de != nil && de.kind == tooLarge:
+		return nil, Permanent(fmt.Errorf("%w: %s replied with a body over the limit of %d bytes", ErrTooLarge, target, limit))
+	case de != nil && de.kind == bodyFailed:
+		return nil, fmt.Errorf("flows: reading the reply of %s: %w", target, de.err)
+	case de != nil && de.kind == notAnEvent:
+		// Nothing of the body is read yet: an empty one is no event.
+		rest, rerr := io.ReadAll(io.LimitReader(resp.Body, MaxErrorBody))
+		if rerr != nil {
+			return nil, fmt.Errorf("flows: reading the reply of %s: %w", target, rerr)
+		}
+		if len(rest) == 0 {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("flows: trigger subscriber %s answered %d with a body that is not a CloudEvent: %w",
+			target, resp.StatusCode, &HTTPError{URL: target, StatusCode: http.StatusBadGateway, Body: rest})
+	}
+	if de != nil {
+		err = de.err
+	}
+	return nil, fmt.Errorf("flows: trigger subscriber %s answered %d with a malformed event (%v): %w",
+		target, resp.StatusCode, err, &HTTPError{URL: target, StatusCode: http.StatusBadGateway, Body: rec.head})
+}
+
+// headRecorder keeps the first MaxErrorBody bytes read through it.
+type headRecorder struct {
+	r    io.Reader
+	head []byte
+}
+
+func (h *headRecorder) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	if room := MaxErrorBody - len(h.head); room > 0 && n > 0 {
+		h.head = append(h.head, p[:min(n, room)]...)
+	}
+	return n, err
+}
+
 // transportError is a delivery that got no HTTP answer: the request could
 // not be sent, or no response came back.
 type transportError struct {
@@ -286,7 +360,7 @@ func hopTarget(h Handler) Handler {
 type noReplyWanted struct{ t *HTTPTarget }
 
 func (n noReplyWanted) Handle(ctx context.Context, e event.Event) (*event.Event, error) {
-	return n.t.post(ctx, e, false)
+	return n.t.post(ctx, e, false, "")
 }
 
 // PassThroughHeaders returns the headers of h that Knative carries from an

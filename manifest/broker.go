@@ -183,7 +183,7 @@ func filterSpec(f SubscriptionsAPIFilter) flows.FilterSpec {
 // startBroker starts a Broker with its Triggers, in the order of the
 // manifests.
 func (n *flowNode) startBroker(ctx context.Context, opts []flows.Option) (*flows.Flow, error) {
-	b := &flows.Broker{Name: n.doc.name, Delivery: n.delivery.build()}
+	b := &flows.Broker{Name: n.doc.name, Namespace: n.doc.namespace, Delivery: n.delivery.build()}
 	for _, t := range n.triggers {
 		sub := t.subscriber.resolve()
 		if f := t.subscriber.flow; f != nil && f.kind != "Broker" {
