@@ -64,17 +64,20 @@ func BenchmarkScaleParallel(b *testing.B) {
 	}
 }
 
-// idleFlows is how many idle Sequences BenchmarkIdleSequences starts.
-const idleFlows = 10_000
-
 // idleWindow is how long the idle flows are watched for CPU use.
 const idleWindow = 500 * time.Millisecond
 
-// BenchmarkIdleSequences starts 10,000 three-step Sequences and measures
-// what they hold while no event flows: heap, goroutine stacks, goroutines,
-// and the process's CPU time over half a second, in percent of one core.
-// One op is the whole experiment.
+// BenchmarkIdleSequences starts 10,000 (and 100,000) three-step Sequences
+// and measures what they hold while no event flows: heap, goroutine stacks,
+// goroutines, and the process's CPU time over half a second, in percent of
+// one core. One op is the whole experiment.
 func BenchmarkIdleSequences(b *testing.B) {
+	for _, n := range []int{10_000, 100_000} {
+		b.Run(fmt.Sprintf("flows=%d", n), func(b *testing.B) { benchIdle(b, n) })
+	}
+}
+
+func benchIdle(b *testing.B, idleFlows int) {
 	ctx := context.Background()
 	for range b.N {
 		before := memStats()
