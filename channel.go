@@ -142,8 +142,9 @@ func (c *InMemoryChannel) Publish(ctx context.Context, e *event.Event) error {
 			q.push(m)
 			continue
 		}
-		// Never blocks: the slot acquired above has room in q.ready.
-		q.ready <- m
+		// Never blocks: the slot acquired above has room in the queue.
+		q.arrive()
+		q.queue() <- m
 	}
 	return nil
 }
@@ -166,7 +167,6 @@ func (c *InMemoryChannel) Subscribe(name string) (Receiver, error) {
 		name:  name,
 		size:  int64(c.capacity),
 		space: make(chan struct{}, c.capacity),
-		ready: make(chan *memMessage, c.capacity),
 	}
 	c.subs = append(c.subs, q)
 	return q, nil
@@ -226,12 +226,18 @@ type memQueue struct {
 	used    atomic.Int64  // slots held
 	waiters atomic.Int64  // publishers waiting for a slot
 	space   chan struct{} // tokens for waiting publishers: slots were returned
-	// ready holds the messages to receive. It is closed once the channel is
-	// closed and no slot is held: nothing can be sent to it any more, since
-	// every message holds a slot until acknowledged. Receivers then learn
-	// that the subscription is drained without watching another channel.
-	ready  chan *memMessage
-	drainO sync.Once
+	// ready holds the messages to receive (made on first use, see queue).
+	// It is closed once the channel is closed and no slot is held: nothing
+	// can be sent to it any more, since every message holds a slot until
+	// acknowledged. Receivers then learn that the subscription is drained
+	// without watching another channel.
+	ready   chan *memMessage
+	readyO  sync.Once
+	drainO  sync.Once
+	drained atomic.Bool
+	// dem, if set, runs the workers of a flow's subscription while the queue
+	// has messages (see [demand]); nil for receivers that call Receive.
+	dem atomic.Pointer[demand]
 
 	mu        sync.Mutex // guards waiting, aborted, leftovers
 	waiting   map[*memMessage]*time.Timer
@@ -298,7 +304,50 @@ func (q *memQueue) release() {
 
 func (q *memQueue) checkDrained() {
 	if q.ch.closed.Load() && q.used.Load() == 0 {
-		q.drainO.Do(func() { close(q.ready) })
+		q.drainO.Do(func() {
+			close(q.queue())
+			q.drained.Store(true)
+			if d := q.dem.Load(); d != nil {
+				d.stop()
+			}
+		})
+	}
+}
+
+// queue returns the ready channel, made on first use: a subscription that
+// never gets an event then costs no buffer (one slot per event of capacity).
+func (q *memQueue) queue() chan *memMessage {
+	q.readyO.Do(func() { q.ready = make(chan *memMessage, q.size) })
+	return q.ready
+}
+
+// arrive tells the queue's workers, if started on demand, that a message
+// is about to be queued. It is called before the message is sent, while
+// the message holds its slot, so that the queue cannot be found drained in
+// between.
+func (q *memQueue) arrive() {
+	if d := q.dem.Load(); d != nil {
+		d.arrive()
+	}
+}
+
+// poll takes a message without waiting; empty reports that there was none,
+// ok false that the queue is drained.
+func (q *memQueue) poll() (m *memMessage, ok, empty bool) {
+	select {
+	case m, ok = <-q.queue():
+		if ok {
+			q.taken()
+		}
+		return m, ok, false
+	default:
+		return nil, false, true
+	}
+}
+
+func (q *memQueue) taken() {
+	if d := q.dem.Load(); d != nil {
+		d.pending.Add(-1)
 	}
 }
 
@@ -306,11 +355,12 @@ func (q *memQueue) checkDrained() {
 func (q *memQueue) Receive(ctx context.Context) (Message, error) {
 	var m *memMessage
 	var ok bool
+	ready := q.queue()
 	select {
-	case m, ok = <-q.ready:
+	case m, ok = <-ready:
 	default:
 		select {
-		case m, ok = <-q.ready:
+		case m, ok = <-ready:
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
@@ -318,6 +368,7 @@ func (q *memQueue) Receive(ctx context.Context) (Message, error) {
 	if !ok {
 		return nil, ErrClosed
 	}
+	q.taken()
 	return m, nil
 }
 
@@ -350,12 +401,14 @@ func (q *memQueue) redeliver(m *memMessage, delay time.Duration) {
 // goroutine waits for room, since waiting here could deadlock the
 // receivers that would make it.
 func (q *memQueue) push(m *memMessage) {
+	q.arrive()
+	ready := q.queue()
 	select {
-	case q.ready <- m:
+	case ready <- m:
 	default:
 		go func() {
 			select {
-			case q.ready <- m:
+			case ready <- m:
 			case <-q.ch.abortC:
 				q.mu.Lock()
 				q.leftovers = append(q.leftovers, m)
@@ -383,7 +436,7 @@ func (q *memQueue) takeAll() []*memMessage {
 	q.leftovers = nil
 	for {
 		select {
-		case m, ok := <-q.ready:
+		case m, ok := <-q.queue():
 			if !ok {
 				return out
 			}

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -64,6 +66,9 @@ func (s *subscription) start(ctx context.Context) {
 		s.startOrdered(ctx, n)
 		return
 	}
+	if q, ok := s.recv.(*memQueue); ok && s.startOnDemand(ctx, q, n) {
+		return
+	}
 	s.wg.Add(n)
 	for range n {
 		go s.work(ctx)
@@ -97,6 +102,169 @@ func (s *subscription) work(ctx context.Context) {
 		if mm, ok := m.(*memMessage); ok {
 			mm.recycle()
 		}
+	}
+}
+
+// demand runs the workers of a subscription on an in-memory queue only
+// while the queue has messages: a worker is started when a message arrives
+// and fewer than max run, and retires once it finds the queue empty. An
+// idle subscription then holds no goroutine (10,000 idle flows would
+// otherwise park 30,000).
+//
+// A worker retires by decrementing running and then reading pending; a
+// message arrives by incrementing pending and then reading running. So
+// either the retiring worker sees the message and stays, or the arrival
+// sees the worker gone and starts another: no message is left without one.
+//
+// The subscription's wg counts the workers, plus one for the subscription
+// itself until the queue is drained or ctx ends (stop), so that a worker
+// is never added to wg once Shutdown may have seen it reach zero.
+type demand struct {
+	max     int32
+	linger  time.Duration
+	running atomic.Int32 // workers started and not retired
+	pending atomic.Int64 // messages arrived and not yet taken
+	ctx     context.Context
+	wg      *sync.WaitGroup
+	run     func() // a worker's loop
+
+	mu      sync.Mutex
+	stopped bool
+}
+
+// startOnDemand starts s's workers on demand from q, unless q already
+// serves another subscription (receivers with one name share a queue).
+func (s *subscription) startOnDemand(ctx context.Context, q *memQueue, n int) bool {
+	d := &demand{max: int32(n), linger: workerLinger, ctx: ctx, wg: &s.wg}
+	d.run = func() { s.serve(ctx, q, d) }
+	s.wg.Add(1) // the subscription's own count, see stop
+	if !q.dem.CompareAndSwap(nil, d) {
+		s.wg.Done()
+		return false
+	}
+	context.AfterFunc(ctx, d.stop)
+	if q.drained.Load() {
+		d.stop()
+	}
+	return true
+}
+
+// arrive notes a message about to be queued and starts a worker if fewer
+// than max run.
+func (d *demand) arrive() {
+	d.pending.Add(1)
+	for {
+		n := d.running.Load()
+		if n >= d.max {
+			return
+		}
+		if d.running.CompareAndSwap(n, n+1) {
+			break
+		}
+	}
+	d.mu.Lock()
+	if d.stopped || d.ctx.Err() != nil {
+		// Stopping: what is queued now stays for the drain's report.
+		d.mu.Unlock()
+		d.running.Add(-1)
+		return
+	}
+	d.wg.Add(1)
+	d.mu.Unlock()
+	go d.run()
+}
+
+// retire ends a worker that found the queue empty, unless a message
+// arrived meanwhile and no other worker can take it. After a hard stop no
+// worker stays: what is queued is reported as undelivered.
+func (d *demand) retire() bool {
+	d.running.Add(-1)
+	for d.pending.Load() > 0 && d.ctx.Err() == nil {
+		n := d.running.Load()
+		if n >= d.max {
+			return true
+		}
+		if d.running.CompareAndSwap(n, n+1) {
+			return false
+		}
+	}
+	return true
+}
+
+// stop drops the subscription's own count in wg once: the queue is drained
+// or the flow stops hard, so no worker is needed any more.
+func (d *demand) stop() {
+	d.mu.Lock()
+	if d.stopped {
+		d.mu.Unlock()
+		return
+	}
+	d.stopped = true
+	d.mu.Unlock()
+	d.wg.Done()
+}
+
+// serve is a worker started on demand: it delivers messages until the
+// queue is empty, drained, or ctx ends.
+func (s *subscription) serve(ctx context.Context, q *memQueue, d *demand) {
+	defer s.wg.Done()
+	var idle *time.Timer
+	for {
+		m, ok, empty := q.poll()
+		if empty {
+			m, ok, empty = q.wait(ctx, d.linger, &idle)
+		}
+		if empty {
+			if d.retire() {
+				return
+			}
+			// A message is on its way (its publisher is between arrive
+			// and the send): let it finish.
+			runtime.Gosched()
+			continue
+		}
+		if !ok {
+			d.running.Add(-1)
+			return
+		}
+		if ctx.Err() != nil {
+			// Stopped hard while a message was ready: leave it undelivered.
+			m.Nack(0)
+			d.running.Add(-1)
+			return
+		}
+		s.process(ctx, m, m.attempt)
+		m.recycle()
+	}
+}
+
+// workerLinger is how long a worker started on demand waits for another
+// message before it retires: long enough that a steady trickle of events
+// (one in flight at a time, say) keeps its workers and their grown stacks,
+// short enough that idle flows soon hold none.
+// A variable for the tests, read when a subscription starts.
+var workerLinger = 100 * time.Millisecond
+
+// wait waits up to linger for a message, as poll reports it; *t is the
+// worker's timer, made on first use.
+func (q *memQueue) wait(ctx context.Context, linger time.Duration, t **time.Timer) (m *memMessage, ok, empty bool) {
+	if *t == nil {
+		*t = time.NewTimer(linger)
+	} else {
+		(*t).Reset(linger)
+	}
+	select {
+	case m, ok = <-q.queue():
+		(*t).Stop()
+		if ok {
+			q.taken()
+		}
+		return m, ok, false
+	case <-(*t).C:
+		return nil, false, true
+	case <-ctx.Done():
+		(*t).Stop()
+		return nil, false, true
 	}
 }
 

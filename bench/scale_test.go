@@ -64,17 +64,19 @@ func BenchmarkScaleParallel(b *testing.B) {
 	}
 }
 
-// idleFlows is how many idle Sequences BenchmarkIdleSequences starts.
-const idleFlows = 10_000
-
 // idleWindow is how long the idle flows are watched for CPU use.
 const idleWindow = 500 * time.Millisecond
 
 // BenchmarkIdleSequences starts 10,000 three-step Sequences and measures
-// what they hold while no event flows: heap, goroutine stacks, goroutines,
-// and the process's CPU time over half a second, in percent of one core.
-// One op is the whole experiment.
-func BenchmarkIdleSequences(b *testing.B) {
+// what they hold while no event flows: heap, goroutine stacks (and both
+// together, mem-MiB), goroutines, and the process's CPU time over half a
+// second, in percent of one core. One op is the whole experiment.
+func BenchmarkIdleSequences(b *testing.B) { benchIdle(b, 10_000) }
+
+// BenchmarkIdleSequences100k is BenchmarkIdleSequences with 100,000 flows.
+func BenchmarkIdleSequences100k(b *testing.B) { benchIdle(b, 100_000) }
+
+func benchIdle(b *testing.B, idleFlows int) {
 	ctx := context.Background()
 	for range b.N {
 		before := memStats()
@@ -93,6 +95,7 @@ func BenchmarkIdleSequences(b *testing.B) {
 		after := memStats()
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "heap-MiB")
 		b.ReportMetric(float64(after.StackInuse-before.StackInuse)/(1<<20), "stack-MiB")
+		b.ReportMetric(float64(after.HeapAlloc+after.StackInuse-before.HeapAlloc-before.StackInuse)/(1<<20), "mem-MiB")
 		b.ReportMetric(float64(runtime.NumGoroutine()-goroutines), "goroutines")
 
 		cpu := cpuTime()
