@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -33,7 +32,6 @@ func eventN(publisher, n int) event.Event {
 func TestIdleSequencesHoldNoGoroutine(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
-		before := runtime.NumGoroutine()
 		var running []*Flow
 		for range 10 {
 			f, err := threeSteps(Discard).Start(ctx)
@@ -43,7 +41,7 @@ func TestIdleSequencesHoldNoGoroutine(t *testing.T) {
 			running = append(running, f)
 		}
 		synctest.Wait()
-		if n := runtime.NumGoroutine() - before; n != 0 {
+		if n := workers(t, running); n != 0 {
 			t.Errorf("10 idle 3-step Sequences hold %d goroutines, want 0", n)
 		}
 		for _, f := range running {
@@ -53,7 +51,7 @@ func TestIdleSequencesHoldNoGoroutine(t *testing.T) {
 		}
 		time.Sleep(2 * workerLinger) // fake time: the workers' linger passes
 		synctest.Wait()
-		if n := runtime.NumGoroutine() - before; n != 0 {
+		if n := workers(t, running); n != 0 {
 			t.Errorf("after one event each, then %s idle, the Sequences hold %d goroutines, want 0", 2*workerLinger, n)
 		}
 		for _, f := range running {
@@ -62,6 +60,25 @@ func TestIdleSequencesHoldNoGoroutine(t *testing.T) {
 			}
 		}
 	})
+}
+
+// workers counts the goroutines the flows' subscriptions run: their
+// running workers. (runtime.NumGoroutine would count other tests' too.)
+func workers(t *testing.T, flows []*Flow) int {
+	t.Helper()
+	var n int
+	for _, f := range flows {
+		for _, st := range f.stages {
+			for _, s := range st.subs {
+				q, ok := s.recv.(*memQueue)
+				if !ok || q.dem.Load() == nil {
+					t.Fatalf("subscription %s does not start its workers on demand", s.name)
+				}
+				n += int(q.dem.Load().running.Load())
+			}
+		}
+	}
+	return n
 }
 
 // Workers that retire at once race every publish: no event may be left in
