@@ -182,3 +182,26 @@ func TestKeySetOutageKeepsTheCachedKeys(t *testing.T) {
 		t.Errorf("known key while the issuer is down: %v", err)
 	}
 }
+
+// A start-up deadline on New's context bounds discovery only: once it has
+// ended, a rotated key is still fetched and accepted after the interval.
+func TestKeyRotationOutlivesNewsContext(t *testing.T) {
+	is := newTestIssuer(t)
+	is.addKey(t, "k1")
+	clock := newFakeClock()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	a, err := oidcauth.New(ctx, is.URL, "aud", oidcauth.WithClock(clock.Now))
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2 := is.addKey(t, "k2")
+	clock.Advance(oidcauth.DefaultKeyRefreshInterval)
+	rotated := sign(k2, "k2", claims(is.URL, "aud", "me", time.Now().Add(time.Hour)))
+	if err := authenticate(a, rotated); err != nil {
+		t.Errorf("token with a key added after New's context ended: %v", err)
+	}
+	if n := is.jwksFetch.Load(); n != 2 {
+		t.Errorf("%d key-set fetches, want 2 (New's and the refresh)", n)
+	}
+}

@@ -87,11 +87,11 @@ func newConfig(opts []Option) (*config, error) {
 // New discovers the issuer's configuration (at
 // issuer + "/.well-known/openid-configuration"), fetches its keys and
 // returns an authenticator for tokens issued by issuer for audience. Both
-// must be given. ctx bounds the discovery and is used to fetch keys later
-// (see [WithKeyRefreshInterval]; one fetch may take up to 30 seconds and a
-// key set up to 1 MiB), so it should outlive the authenticator (for example
-// context.Background()); an HTTP client set on it with oidc.ClientContext
-// is used for both.
+// must be given. ctx bounds the discovery and the first fetch of the keys;
+// its values, but not its end, carry over to the later fetches (see
+// [WithKeyRefreshInterval]; one fetch may take up to 30 seconds and a key
+// set up to 1 MiB), so a start-up deadline does not stop key rotation. An
+// HTTP client set on ctx with oidc.ClientContext is used for all of them.
 func New(ctx context.Context, issuer, audience string, opts ...Option) (*Authenticator, error) {
 	var errs []error
 	if strings.TrimSpace(issuer) == "" {
@@ -118,7 +118,7 @@ func New(ctx context.Context, issuer, audience string, opts ...Option) (*Authent
 	if meta.JWKSURL == "" {
 		return nil, fmt.Errorf("oidcauth: discovering issuer %s: no jwks_uri", issuer)
 	}
-	keys := &keySet{url: meta.JWKSURL, ctx: ctx, interval: c.refreshInterval, now: c.now}
+	keys := &keySet{url: meta.JWKSURL, ctx: context.WithoutCancel(ctx), interval: c.refreshInterval, now: c.now}
 	if _, err := keys.refresh(ctx); err != nil {
 		return nil, fmt.Errorf("oidcauth: issuer %s: %w", issuer, err)
 	}
