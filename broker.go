@@ -278,7 +278,7 @@ func (b *Broker) Start(ctx context.Context, opts ...Option) (*Flow, error) {
 	if err != nil {
 		return nil, err
 	}
-	f.quiesce = br.quiesce
+	f.quiesce, f.broker = br.quiesce, true
 	return f, nil
 }
 

@@ -113,6 +113,9 @@ type Flow struct {
 	// closed by a hard stop.
 	quiesce func(halt <-chan struct{})
 	halt    <-chan struct{}
+	// broker is set for a running [Broker]: its replies go back in, so it
+	// has no ends for a Request.
+	broker bool
 
 	cancel   context.CancelFunc // cancels the workers' context: the hard stop
 	stopping atomic.Bool

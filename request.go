@@ -81,9 +81,8 @@ func (f *Flow) requestable() error {
 	return nil
 }
 
-// isBroker reports whether f runs a [Broker], the one definition whose
-// drain waits for its replies.
-func (f *Flow) isBroker() bool { return f.quiesce != nil }
+// isBroker reports whether f runs a [Broker].
+func (f *Flow) isBroker() bool { return f.broker }
 
 // outputs collects a request's outputs, in the order they left.
 type outputs struct {
