@@ -147,30 +147,20 @@ func (s *subscription) startOrdered(ctx context.Context, n int) {
 // dispatch receives messages and hands each to the workers once its key is free.
 func (s *subscription) dispatch(ctx context.Context, k *keyed) {
 	defer s.wg.Done()
-	var receiveFailures int
 	for {
-		m, err := s.recv.Receive(ctx)
-		if err != nil {
-			if errors.Is(err, ErrClosed) {
-				k.mu.Lock()
-				k.closing = true
-				if k.open == 0 {
-					close(k.done)
-				}
-				k.mu.Unlock()
-				return
+		m, err := s.receive(ctx)
+		if errors.Is(err, ErrClosed) {
+			k.mu.Lock()
+			k.closing = true
+			if k.open == 0 {
+				close(k.done)
 			}
-			if ctx.Err() != nil {
-				return
-			}
-			receiveFailures++
-			s.log.LogAttrs(ctx, slog.LevelWarn, "flows: receive failed", slog.String("subscription", s.name), slog.Any("error", err))
-			if !sleep(ctx, min(time.Duration(receiveFailures)*100*time.Millisecond, 5*time.Second)) {
-				return
-			}
-			continue
+			k.mu.Unlock()
+			return
 		}
-		receiveFailures = 0
+		if err != nil {
+			return
+		}
 		if ctx.Err() != nil {
 			m.Nack(0)
 			return

@@ -75,24 +75,29 @@ func (s *subscription) start(ctx context.Context) {
 	}
 }
 
+// receive takes the next message. A durable channel may fail transiently:
+// receive logs, backs off and tries again, so it returns an error only once
+// the receiver is closed (ErrClosed) or ctx has ended.
+func (s *subscription) receive(ctx context.Context) (Message, error) {
+	for failures := 1; ; failures++ {
+		m, err := s.recv.Receive(ctx)
+		if err == nil || errors.Is(err, ErrClosed) || ctx.Err() != nil {
+			return m, err
+		}
+		s.log.LogAttrs(ctx, slog.LevelWarn, "flows: receive failed", slog.String("subscription", s.name), slog.Any("error", err))
+		if !sleep(ctx, min(time.Duration(failures)*100*time.Millisecond, 5*time.Second)) {
+			return nil, ctx.Err()
+		}
+	}
+}
+
 func (s *subscription) work(ctx context.Context) {
 	defer s.wg.Done()
-	var receiveFailures int
 	for {
-		m, err := s.recv.Receive(ctx)
+		m, err := s.receive(ctx)
 		if err != nil {
-			if errors.Is(err, ErrClosed) || ctx.Err() != nil {
-				return
-			}
-			// A durable channel may fail transiently; back off and try again.
-			receiveFailures++
-			s.log.LogAttrs(ctx, slog.LevelWarn, "flows: receive failed", slog.String("subscription", s.name), slog.Any("error", err))
-			if !sleep(ctx, min(time.Duration(receiveFailures)*100*time.Millisecond, 5*time.Second)) {
-				return
-			}
-			continue
+			return
 		}
-		receiveFailures = 0
 		if ctx.Err() != nil {
 			// Stopped hard while a message was ready: leave it undelivered.
 			m.Nack(0)
