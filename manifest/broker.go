@@ -147,6 +147,9 @@ func (r *resolver) triggerDoc(d *Document, t *Trigger) {
 	if tn.broker != nil {
 		eff = cmpOr(tn.delivery, tn.broker.delivery)
 	}
+	if fc := r.flowControl(d.annotations, true); tn.broker != nil {
+		tn.delivery = fc.apply(tn.delivery, tn.broker.delivery)
+	}
 	r.trigger = d
 	tn.subscriber = r.destination("spec.subscriber", &t.Spec.Subscriber, eff.isStructured(), tn.broker)
 	r.trigger = nil

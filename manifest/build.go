@@ -99,6 +99,7 @@ type deliveryDef struct {
 	d          flows.Delivery
 	deadLetter *target
 	structured bool
+	orderKey   string // the attribute d.OrderKey orders by, for pictures
 }
 
 type stepDef struct {
@@ -289,6 +290,11 @@ func (r *resolver) resolve() {
 	for i := range docs {
 		d := &docs[i]
 		r.doc = d
+		switch d.Object.(type) {
+		case *Subscription, *Trigger:
+		default:
+			r.flowControl(d.annotations, false)
+		}
 		switch o := d.Object.(type) {
 		case *Subscription:
 			r.subscription(d, o)
@@ -450,6 +456,9 @@ func (r *resolver) subscription(d *Document, s *Subscription) {
 	var eff *deliveryDef
 	if sn.channel != nil {
 		eff = cmpOr(sn.delivery, sn.channel.delivery)
+	}
+	if fc := r.flowControl(d.annotations, true); sn.channel != nil {
+		sn.delivery = fc.apply(sn.delivery, sn.channel.delivery)
 	}
 	if s.Spec.Subscriber == nil {
 		r.failf("spec.subscriber", "missing: a Subscription needs a subscriber")

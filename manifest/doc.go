@@ -41,6 +41,11 @@
 // pattern the Broker starts before the Sequence and stops after it, so
 // that Shutdown drains the Sequence while the Broker takes its replies.
 //
+// A Trigger or Subscription reads Knative's delivery-order annotation
+// ([DeliveryOrderAnnotation]) and flows' own rate and in-flight limits
+// ([DeliveryRateLimitAnnotation] and the others beside it), which add to
+// the delivery it inherits; see [flows.Delivery].
+//
 // Differences from Knative: channels are in memory, except the flows on
 // NatsJetStreamChannel (eventing-natss' kind), which run on the channels the
 // caller gives with [WithFlowChannels] (the flows command's --durable and

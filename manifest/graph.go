@@ -245,6 +245,15 @@ func (d *deliveryDef) summary() string {
 	if d.d.RetryAfterMax > 0 {
 		parts = append(parts, "retryAfterMax "+d.d.RetryAfterMax.Round(time.Millisecond).String())
 	}
+	if d.d.Order == flows.DeliveryOrdered {
+		parts = append(parts, "ordered by "+cmpString(d.orderKey, flows.ExtensionPartitionKey))
+	}
+	if d.d.MaxInFlight > 0 {
+		parts = append(parts, "max in flight "+strconv.Itoa(d.d.MaxInFlight))
+	}
+	if d.d.RateLimit > 0 {
+		parts = append(parts, "rate "+strconv.FormatFloat(d.d.RateLimit, 'g', -1, 64)+"/s, burst "+strconv.Itoa(max(d.d.RateBurst, 1)))
+	}
 	return strings.Join(parts, "; ")
 }
 

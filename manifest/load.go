@@ -48,6 +48,7 @@ type Document struct {
 	Object any
 
 	kind, name, namespace string
+	annotations           map[string]string
 	hidden                []string // paths of problems that follow from the decoding ones
 }
 
@@ -323,6 +324,14 @@ func (s *Set) decode(l *errorList, file string, index int, chunk []byte, firstLi
 	meta, _ := top["metadata"].(map[string]any)
 	d.name, _ = meta["name"].(string)
 	d.namespace, _ = meta["namespace"].(string)
+	if a, ok := meta["annotations"].(map[string]any); ok {
+		d.annotations = make(map[string]string, len(a))
+		for k, v := range a {
+			if v, ok := v.(string); ok { // others fail to decode, and are reported there
+				d.annotations[k] = v
+			}
+		}
+	}
 	explicitNamespace := d.namespace
 	if d.namespace == "" {
 		d.namespace = DefaultNamespace
