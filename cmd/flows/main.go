@@ -163,7 +163,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, notify
 		"(JSON lines, one structured CloudEvent each, appended); by default a new flows-undelivered-<UTC time>.jsonl\n"+
 		"in the working directory. Send them again with flows send")
 	level := c.fs.String("log-level", "info", "log `level`: debug, info, warn or error")
-	concurrency := c.fs.Int("concurrency", 1, "how many events each subscription delivers at once (`n`); above 1, events may be delivered out of order")
+	concurrency := c.fs.Int("concurrency", 1, "how many events each subscription delivers at once (`n`); above 1, events may be delivered out of order, unless a Trigger or Subscription orders them by key (README: Flow control)")
 	var nf natsFlags
 	nf.addRunFlags(c.fs)
 	if code := c.parse(args); code >= 0 {
