@@ -93,11 +93,7 @@ func (r *resolver) flowControl(a map[string]string, reads bool) flowControl {
 		case DeliveryOrderKeyAnnotation:
 			fc.orderKey = v
 		case DeliveryMaxInFlightAnnotation:
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 {
-				r.failf(path, "%q: want a whole number of deliveries, at least 1", v)
-			}
-			fc.maxInFlight = n
+			fc.maxInFlight = r.atLeastOne(path, v, "deliveries")
 		case DeliveryRateLimitAnnotation:
 			f, err := strconv.ParseFloat(v, 64)
 			if err != nil || !(f > 0) || math.IsInf(f, 0) {
@@ -105,11 +101,7 @@ func (r *resolver) flowControl(a map[string]string, reads bool) flowControl {
 			}
 			fc.rateLimit = f
 		case DeliveryRateBurstAnnotation:
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 {
-				r.failf(path, "%q: want a whole number of attempts, at least 1", v)
-			}
-			fc.rateBurst = n
+			fc.rateBurst = r.atLeastOne(path, v, "attempts")
 		default:
 			hint := ""
 			best := 4
@@ -141,6 +133,15 @@ func (r *resolver) flowControl(a map[string]string, reads bool) flowControl {
 		}
 	}
 	return fc
+}
+
+// atLeastOne reads a whole number of things, at least 1.
+func (r *resolver) atLeastOne(path, v, things string) int {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		r.failf(path, "%q: want a whole number of %s, at least 1", v, things)
+	}
+	return n
 }
 
 // apply returns the delivery a subscription runs with: its own,
