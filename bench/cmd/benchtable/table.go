@@ -124,6 +124,20 @@ func render(b *strings.Builder, res *results, h header) {
 		fmt.Fprintf(b, "100,000 of them hold %s MiB of heap and %s MiB of stacks in %s goroutines, and use %s%% of a core while idle.\n",
 			cell(res, n, "heap-MiB"), cell(res, n, "stack-MiB"), cell(res, n, "goroutines"), cell(res, n, "idle-cpu-%"))
 	}
+	if _, ok := res.samples["BenchmarkStartSequence3Steps"]; ok {
+		b.WriteString("\nStartup: ")
+		var parts []string
+		for _, st := range []struct{ what, name string }{
+			{"`Start` of a 3-step Sequence", "BenchmarkStartSequence3Steps"},
+			{"`manifest.Build` + `App.Start` of the seed's Sequence", "BenchmarkStartManifest/sequence"},
+			{"of its Parallel", "BenchmarkStartManifest/parallel"},
+		} {
+			if _, ok := res.samples[st.name]; ok {
+				parts = append(parts, fmt.Sprintf("%s takes %s µs (Shutdown %s µs)", st.what, cell(res, st.name, "µs/start"), cell(res, st.name, "shutdown-µs")))
+			}
+		}
+		b.WriteString(strings.Join(parts, "; ") + ".\n")
+	}
 }
 
 // filterTriggers is how many Triggers of one kind BenchmarkFilter gives a
