@@ -1,6 +1,7 @@
 package flows
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -103,15 +104,8 @@ type RequestReply struct {
 	MaxWaiting int
 }
 
-func (rr *RequestReply) name() string      { return cmpStr(rr.Name, "default") }
-func (rr *RequestReply) namespace() string { return cmpStr(rr.Namespace, "default") }
-
-func cmpStr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
-}
+func (rr *RequestReply) name() string      { return cmp.Or(rr.Name, "default") }
+func (rr *RequestReply) namespace() string { return cmp.Or(rr.Namespace, "default") }
 
 // Validate reports every problem of the definition at once, as
 // [*DefinitionError] values joined with [errors.Join], or nil.
@@ -123,8 +117,8 @@ func (rr *RequestReply) Validate() error {
 	case !rr.Broker.isBroker():
 		p.add("broker", "%s is not a Broker: only a broker's replies re-enter it, where a request's reply can be found", rr.Broker.Name())
 	}
-	corr := cmpStr(rr.CorrelationAttribute, DefaultCorrelationAttribute)
-	reply := cmpStr(rr.ReplyAttribute, DefaultReplyAttribute)
+	corr := cmp.Or(rr.CorrelationAttribute, DefaultCorrelationAttribute)
+	reply := cmp.Or(rr.ReplyAttribute, DefaultReplyAttribute)
 	for _, a := range [...]struct{ field, name string }{{"correlationAttribute", corr}, {"replyAttribute", reply}} {
 		if err := CheckReplyAttribute(a.name); err != nil {
 			p.wrap(a.field, err)
@@ -186,10 +180,10 @@ func (rr *RequestReply) Start(ctx context.Context, opts ...Option) (*Requester, 
 		name:      rr.name(),
 		namespace: rr.namespace(),
 		broker:    rr.Broker,
-		corr:      cmpStr(rr.CorrelationAttribute, DefaultCorrelationAttribute),
-		reply:     cmpStr(rr.ReplyAttribute, DefaultReplyAttribute),
-		timeout:   cmp0(rr.Timeout, DefaultReplyTimeout),
-		max:       cmp0(rr.MaxWaiting, DefaultMaxWaiting),
+		corr:      cmp.Or(rr.CorrelationAttribute, DefaultCorrelationAttribute),
+		reply:     cmp.Or(rr.ReplyAttribute, DefaultReplyAttribute),
+		timeout:   cmp.Or(rr.Timeout, DefaultReplyTimeout),
+		max:       cmp.Or(rr.MaxWaiting, DefaultMaxWaiting),
 		log:       buildOptions(opts).logger,
 		waiting:   map[string]*replyWaiter{},
 		done:      make(chan struct{}),
@@ -197,13 +191,6 @@ func (rr *RequestReply) Start(ctx context.Context, opts ...Option) (*Requester, 
 	}
 	r.untap = in.br.tap(r)
 	return r, nil
-}
-
-func cmp0[T int | time.Duration](v, def T) T {
-	if v == 0 {
-		return def
-	}
-	return v
 }
 
 // A Requester is a started [RequestReply]. It is safe for concurrent use.

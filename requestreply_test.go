@@ -314,6 +314,9 @@ func TestRequestReplyShutdownAnswersTheWaiting(t *testing.T) {
 		if s := r.Stats(); s.Waiting != 0 {
 			t.Errorf("Stats = %+v after Close", s)
 		}
+		if w := postQuestion(h, "after", false); w.Code != http.StatusServiceUnavailable {
+			t.Errorf("POST after Close = %d; want 503", w.Code)
+		}
 		close(gate)
 	})
 }
