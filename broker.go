@@ -307,6 +307,42 @@ type brokerRun struct {
 	publishing atomic.Int64
 	quiet      chan struct{}
 	quietOnce  sync.Once
+
+	// taps see every event that enters, once the ingress rules are
+	// applied and before the filters: a started [RequestReply] finds its
+	// replies there, whichever way they come in (Send, Handle, an ingress,
+	// a Trigger's reply). Copied on write under tapMu, so that an entry
+	// costs one atomic load while there is none.
+	taps  atomic.Pointer[[]entryTap]
+	tapMu sync.Mutex
+}
+
+// An entryTap is told of each event entering a broker. It must not block
+// nor change e, and copies what it keeps: e goes on to the Triggers.
+type entryTap interface{ entered(e *event.Event) }
+
+// tap adds t to the taps of the broker and returns the function that
+// removes it.
+func (br *brokerRun) tap(t entryTap) (remove func()) {
+	br.tapMu.Lock()
+	defer br.tapMu.Unlock()
+	var taps []entryTap
+	if old := br.taps.Load(); old != nil {
+		taps = append(taps, *old...)
+	}
+	taps = append(taps, t)
+	br.taps.Store(&taps)
+	return func() {
+		br.tapMu.Lock()
+		defer br.tapMu.Unlock()
+		var kept []entryTap
+		for _, o := range *br.taps.Load() {
+			if o != t {
+				kept = append(kept, o)
+			}
+		}
+		br.taps.Store(&kept)
+	}
 }
 
 // brokerTrigger is a Trigger's filter and the channel of its subscription.
@@ -344,6 +380,11 @@ func (br *brokerRun) enter(ctx context.Context, e *event.Event) error {
 	// The filters see the event without its TTL.
 	if err := setExtension(e, ExtensionBrokerTTL, nil); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidEvent, err)
+	}
+	if taps := br.taps.Load(); taps != nil {
+		for _, t := range *taps {
+			t.entered(e)
+		}
 	}
 	var buf [16]int
 	matched := buf[:0]

@@ -46,6 +46,15 @@ func (a *App) Start(ctx context.Context, opts ...flows.Option) error {
 		n.running = f
 		n.live.Store(f)
 	}
+	for _, q := range a.rrs {
+		def := q.def
+		def.Broker = q.broker.running
+		rr, err := def.Start(ctx, opts...)
+		if err != nil {
+			return fail(q.doc.object(), err)
+		}
+		q.running = rr
+	}
 	for _, s := range a.sources {
 		p := s.ping
 		p.Sink = s.sink.resolve()
@@ -209,6 +218,12 @@ func (a *App) Shutdown(ctx context.Context) error {
 			errs = append(errs, stopError("stopping", s.doc, base, "", err))
 		}
 	}
+	// The waiting requests get their replies while the Brokers still run.
+	for _, q := range a.rrs {
+		if err := q.running.Shutdown(ctx); err != nil {
+			errs = append(errs, stopError("stopping", q.doc, base, "", err))
+		}
+	}
 	for _, n := range slices.Backward(a.flows) {
 		if err := n.running.Shutdown(ctx); err != nil {
 			errs = append(errs, stopError("stopping", n.doc, base, n.ingressPath(), err))
@@ -317,6 +332,11 @@ func (a *App) closeLocked() error {
 			s.running.Close()
 		}
 	}
+	for _, q := range a.rrs {
+		if q.running != nil {
+			q.running.Close()
+		}
+	}
 	for _, n := range slices.Backward(a.flows) {
 		if n.running != nil {
 			if err := n.running.Close(); err != nil {
@@ -333,7 +353,7 @@ type Status struct {
 	Namespace string
 	Name      string
 
-	// URL is the address of a Sequence, Parallel, channel or Broker: the URL of
+	// URL is the address of a Sequence, Parallel, channel, Broker or RequestReply: the URL of
 	// its ingress when the app is served over HTTP (see [App.Serve]), else
 	// empty, since it is reached in process. For a Service, it is the URL
 	// it is bound to, if any.
@@ -385,6 +405,9 @@ func (a *App) Status() []Status {
 		out[len(out)-1].Broker = t.doc.Object.(*Trigger).Spec.Broker
 		out[len(out)-1].SubscriberURI = a.subscriberURI(&t.subscriber)
 	}
+	for _, q := range a.rrs {
+		add(q.doc, a.rrAddress(q), "")
+	}
 	for _, s := range a.sources {
 		sink := s.sink.url
 		if f := s.sink.flow; f != nil {
@@ -400,7 +423,7 @@ func (a *App) Status() []Status {
 		}
 	}
 	order := map[string]int{"Sequence": 0, "Parallel": 1, "InMemoryChannel": 2, "NatsJetStreamChannel": 3, "Channel": 4,
-		"Broker": 5, "Trigger": 6, "Subscription": 7, "PingSource": 8, "Service": 9}
+		"Broker": 5, "Trigger": 6, "RequestReply": 7, "Subscription": 8, "PingSource": 9, "Service": 10}
 	slices.SortStableFunc(out, func(x, y Status) int { return cmp.Compare(order[x.Kind], order[y.Kind]) })
 	return out
 }

@@ -64,6 +64,7 @@ type App struct {
 	subs    []*subscriptionNode
 	svcs    []*serviceNode
 	trigs   []*triggerNode
+	rrs     []*requestReplyNode
 	byKey   map[string]*flowNode
 
 	mu      sync.Mutex
@@ -300,6 +301,8 @@ func (r *resolver) resolve() {
 			r.subscription(d, o)
 		case *Trigger:
 			r.triggerDoc(d, o)
+		case *RequestReply:
+			r.requestReply(d, o)
 		case *PingSource:
 			r.ping(d, o.Spec.SourceSpec, flows.Ping{
 				Schedule: o.Spec.Schedule, Timezone: o.Spec.Timezone, ContentType: o.Spec.ContentType,

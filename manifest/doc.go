@@ -46,6 +46,13 @@
 // ([DeliveryRateLimitAnnotation] and the others beside it), which add to
 // the delivery it inherits; see [flows.Delivery].
 //
+// A RequestReply (eventing.knative.dev/v1alpha1) runs as a
+// [flows.RequestReply] on its Broker, with Knative's defaults
+// (correlationid, replyid, PT30S), and is served at /<namespace>/<name>:
+// a POST is answered with its reply, or 504 past spec.timeout. It starts
+// after the flows and stops before them, so that its waiting requests get
+// their replies while the Brokers still run.
+//
 // Differences from Knative: channels are in memory, except the flows on
 // NatsJetStreamChannel (eventing-natss' kind), which run on the channels the
 // caller gives with [WithFlowChannels] (the flows command's --durable and

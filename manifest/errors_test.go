@@ -163,7 +163,7 @@ metadata: {name: noversion}
 - a list
 `}},
 			want: []string{
-				`k.yaml: document 1: kind: ApiServerSource (sources.knative.dev/v1) is not supported; supported kinds: Sequence, Parallel (flows.knative.dev/v1); PingSource (sources.knative.dev/v1, sources.knative.dev/v1beta1); Subscription, InMemoryChannel, Channel (messaging.knative.dev/v1); NatsJetStreamChannel (messaging.knative.dev/v1alpha1); Service (serving.knative.dev/v1); Broker, Trigger (eventing.knative.dev/v1)`,
+				`k.yaml: document 1: kind: ApiServerSource (sources.knative.dev/v1) is not supported; supported kinds: Sequence, Parallel (flows.knative.dev/v1); PingSource (sources.knative.dev/v1, sources.knative.dev/v1beta1); Subscription, InMemoryChannel, Channel (messaging.knative.dev/v1); NatsJetStreamChannel (messaging.knative.dev/v1alpha1); Service (serving.knative.dev/v1); Broker, Trigger (eventing.knative.dev/v1); RequestReply (eventing.knative.dev/v1alpha1)`,
 				`k.yaml: Sequence "old": apiVersion: Sequence "flows.knative.dev/v1beta1" is not supported; use flows.knative.dev/v1`,
 				`k.yaml: Sequence "old": spec.steps: missing: a Sequence needs at least one step`,
 				`k.yaml: Sequence "noversion": apiVersion: missing; want flows.knative.dev/v1`,

@@ -36,6 +36,7 @@ const (
 	shapeURL
 	shapeUnbound
 	shapeBroker
+	shapeRequestReply
 )
 
 type graphNode struct {
@@ -74,6 +75,7 @@ func (a *App) Graph() *Graph {
 			"PingSource "+qualified(s.doc.namespace, s.doc.name)+"\n"+cmpString(s.ping.Schedule, "* * * * *"))
 		g.edge(src, g.target(&s.sink), "sink", false)
 	}
+	g.requestReplies(a)
 	return g
 }
 
@@ -323,6 +325,8 @@ func mermaidNode(n *graphNode) string {
 		return n.id + "[/" + t + "/]"
 	case shapeBroker:
 		return n.id + "[[" + t + "]]"
+	case shapeRequestReply:
+		return n.id + ">" + t + "]"
 	}
 	return n.id + "[" + t + "]"
 }
@@ -365,7 +369,7 @@ func dotText(s string) string {
 func dotNode(n *graphNode) string {
 	shape := map[nodeShape]string{
 		shapeSource: "hexagon", shapeChannel: "cylinder", shapeSubscription: "box, style=rounded",
-		shapeService: "box", shapeURL: "parallelogram", shapeUnbound: "box, style=dashed", shapeBroker: "box3d",
+		shapeService: "box", shapeURL: "parallelogram", shapeUnbound: "box, style=dashed", shapeBroker: "box3d", shapeRequestReply: "cds",
 	}[n.shape]
 	return fmt.Sprintf("%s [label=%s, shape=%s]", n.id, dotText(n.label), shape)
 }

@@ -41,7 +41,7 @@ type Document struct {
 
 	// Object is the decoded object: *Sequence, *Parallel, *PingSource,
 	// *PingSourceV1Beta1, *Subscription, *InMemoryChannel, *Channel,
-	// *NatsJetStreamChannel, *Service, *Broker or *Trigger. It is nil if
+	// *NatsJetStreamChannel, *Service, *Broker, *Trigger or *RequestReply. It is nil if
 	// the document did not decode. A document with unknown fields or
 	// values of the wrong type (see [Set.Err]) holds the rest of its
 	// fields.
@@ -274,10 +274,11 @@ var kindTable = []kindInfo{
 	{ServingV1, "Service", func() any { return new(Service) }},
 	{EventingV1, "Broker", func() any { return new(Broker) }},
 	{EventingV1, "Trigger", func() any { return new(Trigger) }},
+	{EventingV1Alpha1, "RequestReply", func() any { return new(RequestReply) }},
 }
 
 const supportedKinds = "Sequence, Parallel (" + FlowsV1 + "); PingSource (" + SourcesV1 + ", " + SourcesV1Beta +
-	"); Subscription, InMemoryChannel, Channel (" + MessagingV1 + "); NatsJetStreamChannel (" + MessagingV1Alpha1 + "); Service (" + ServingV1 + "); Broker, Trigger (" + EventingV1 + ")"
+	"); Subscription, InMemoryChannel, Channel (" + MessagingV1 + "); NatsJetStreamChannel (" + MessagingV1Alpha1 + "); Service (" + ServingV1 + "); Broker, Trigger (" + EventingV1 + "); RequestReply (" + EventingV1Alpha1 + ")"
 
 var yamlLine = regexp.MustCompile(`\bline [0-9]+\b`)
 

@@ -19,7 +19,10 @@ import (
 //
 // Each Broker is served at /<namespace>/<broker>, as Knative's broker
 // ingress serves it, by a [flows.BrokerIngress]: POST only (405 otherwise,
-// with Allow), one trailing "/" accepted, and the same limits.
+// with Allow), one trailing "/" accepted, and the same limits. Each
+// RequestReply is served at /<namespace>/<name> too, by its
+// [flows.Requester.Handler]: a POST waits for its reply (200), or for the
+// RequestReply's timeout (504).
 //
 // The ingresses of all the flows and brokers take their requests' bytes from one
 // [flows.ByteBudget] of [flows.DefaultMaxBytesInFlight], so that the
@@ -58,6 +61,15 @@ func (a *App) Handler(opts ...flows.IngressOption) http.Handler {
 			continue
 		}
 		routes[n.ingressPath()] = flows.NewIngress(n.running, opts...)
+	}
+	for _, q := range a.rrs {
+		var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "the request-reply is not running", http.StatusServiceUnavailable)
+		})
+		if q.running != nil && a.state == stateRunning {
+			h = q.running.Handler(opts...)
+		}
+		routes[q.path()], routes[q.path()+"/"] = h, h
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key := r.URL.Path

@@ -1,6 +1,7 @@
 // Command flows runs Knative Eventing manifests (Sequence, Parallel,
-// PingSource, InMemoryChannel, Subscription, Broker, Trigger) in one
-// process, without a cluster, draws them, and checks them.
+// PingSource, InMemoryChannel, Subscription, Broker, Trigger,
+// RequestReply) in one process, without a cluster, draws them, and checks
+// them.
 //
 //	flows run -f sequence.yaml -f pingsource.yaml \
 //	    --bind Service/first=http://127.0.0.1:8081 ... --listen 127.0.0.1:8080
@@ -19,7 +20,8 @@
 //
 // run serves each flow's ingress on --listen at /<namespace>/<channel>
 // (the flow's first channel, as Knative names it) and each Broker's at
-// /<namespace>/<broker>, as Knative's broker ingress does, prints the flows with
+// /<namespace>/<broker>, as Knative's broker ingress does (and each
+// RequestReply's at /<namespace>/<name>, answering with the reply), prints the flows with
 // their URLs as `kubectl get` does, and logs every delivery to the
 // standard error. Ctrl-C drains the flows and exits; a second Ctrl-C stops
 // them at once. Events accepted and not delivered when the drain is cut
