@@ -68,10 +68,14 @@ var ErrTTLExhausted = errors.New("flows: broker TTL exhausted")
 // the event that was delivered, with knativeerrordest naming the broker and
 // knativeerrorcode 400, or, without one, the delivery fails (logged, and
 // returned by Handle). A loop never runs forever and is always reported: to
-// the logger, and to the observer as the reply hop's error. A loop through
-// a subscriber that is another flow (a Sequence replying to the broker)
-// starts again at 255 each time round, as in Knative, since the flow's
-// steps do not see the TTL.
+// the logger, and to the observer as the reply hop's error. A Trigger
+// whose subscriber is a flow in process (a Sequence replying to the
+// broker, or another broker) hands the TTL to the flow's events out of
+// sight of its steps, and an event entering a broker from them counts down
+// from it: such a loop also ends after 255 rounds, where Knative, which
+// loses the TTL in the flow, starts again at 255 each time round and never
+// ends. The TTL cannot travel through an HTTP subscriber, nor through a
+// durable channel: there a loop starts again, as in Knative.
 //
 // Capacity. External sends wait for room in the Triggers' channels, as for
 // any flow; replies do not (on in-memory channels), since the delivery
@@ -250,7 +254,7 @@ func (b *Broker) Start(ctx context.Context, opts ...Option) (*Flow, error) {
 		sub := &subscription{
 			name:       name + "-" + t.name(i),
 			step:       step,
-			subscriber: triggerHandler{subscriberOf(t.Subscriber, b.namespace())},
+			subscriber: newTriggerHandler(subscriberOf(t.Subscriber, b.namespace())),
 			subDest:    destination(t.Subscriber, name+"/"+step),
 			reply:      &brokerReentry{br: br, trigger: t.name(i)},
 			replyDest:  name,
@@ -370,6 +374,9 @@ func (br *brokerRun) enter(ctx context.Context, e *event.Event) error {
 		if n, err := types.ToInteger(v); err == nil {
 			ttl = max(n, 1) - 1 // no overflow below the minimum
 		}
+	} else if env := envelopeFrom(ctx); env != nil && env.ttl > 0 {
+		// From a flow a Trigger fed: the TTL it carried on.
+		ttl = env.ttl - 1
 	}
 	if ttl <= 0 {
 		return &ttlError{broker: br.name, id: e.ID()}
@@ -497,7 +504,10 @@ func (in brokerInput) Close() error { return nil }
 
 // triggerHandler calls a Trigger's subscriber as Knative's broker filter
 // does: without the TTL, and with the TTL of the event on the reply.
-type triggerHandler struct{ sub Handler }
+type triggerHandler struct {
+	sub  Handler
+	http bool // sub is an HTTP target, which cannot carry the TTL on
+}
 
 func (t triggerHandler) Handle(ctx context.Context, e event.Event) (*event.Event, error) {
 	ttl, held := extension(&e, ExtensionBrokerTTL)
@@ -505,6 +515,17 @@ func (t triggerHandler) Handle(ctx context.Context, e event.Event) (*event.Event
 		// e is the subscription's to change: it copied the broker's event
 		// if a retry or a dead letter may need it.
 		setExtension(&e, ExtensionBrokerTTL, nil)
+		if n, ok := ttl.(int32); ok && n > 0 && !t.http {
+			// A flow in process carries the TTL on through its events, so
+			// that its replies into a broker count down (Knative loses it,
+			// and such a loop never ends). An HTTP subscriber cannot.
+			ne := envelope{ttl: n}
+			if env := envelopeFrom(ctx); env != nil {
+				ne = *env
+				ne.ttl = n
+			}
+			ctx = withEnvelope(ctx, &ne)
+		}
 	}
 	reply, err := t.sub.Handle(ctx, e)
 	if err != nil || reply == nil {
@@ -522,6 +543,11 @@ func (t triggerHandler) Handle(ctx context.Context, e event.Event) (*event.Event
 		return nil, fmt.Errorf("%w: %w", ErrInvalidEvent, err)
 	}
 	return reply, nil
+}
+
+func newTriggerHandler(sub Handler) triggerHandler {
+	_, isHTTP := sub.(triggerTarget)
+	return triggerHandler{sub: sub, http: isHTTP}
 }
 
 // subscriberOf is what a Trigger calls for sub: an [*HTTPTarget] is called
@@ -592,7 +618,7 @@ func (r *brokerReentry) Handle(ctx context.Context, e event.Event) (*event.Event
 	}
 	ne := &envelope{reentry: true}
 	if env := envelopeFrom(ctx); env != nil {
-		ne.tr, ne.header = env.tr, env.header
+		ne.tr, ne.header, ne.ttl = env.tr, env.header, env.ttl
 	}
 	if err := br.enter(withEnvelope(ctx, ne), &e); err != nil {
 		if errors.Is(err, ErrTTLExhausted) {

@@ -648,3 +648,67 @@ func TestBrokerShutdownUnderLoad(t *testing.T) {
 		t.Errorf("accepted %d events; first trigger got %d, the replies' trigger %d", n, echo.Len(), out.Len())
 	}
 }
+
+// A Trigger feeding a Sequence that replies to the broker with an event the
+// same Trigger matches: Knative loses the TTL in the Sequence and loops for
+// ever; here the Sequence's events carry it on, so the loop ends after 255
+// rounds as a direct reply loop does, with one dead letter of the refused
+// reply (code 400), and a fresh event starts its own count again.
+func TestBrokerTTLCarriedThroughASequence(t *testing.T) {
+	step, dead := flowstest.NewRecorder(flowstest.Echo()), flowstest.NewRecorder()
+	var seq, broker *flows.Flow
+	toSeq := flows.HandlerFunc(func(ctx context.Context, e event.Event) (*event.Event, error) { return nil, seq.Send(ctx, e) })
+	toBroker := flows.HandlerFunc(func(ctx context.Context, e event.Event) (*event.Event, error) {
+		return nil, broker.Send(ctx, e)
+	})
+	broker = start(t, &flows.Broker{Name: "loopy", Triggers: []flows.Trigger{{Name: "again", Subscriber: toSeq}}})
+	seq = start(t, &flows.Sequence{Name: "echo", Steps: []flows.Step{{Subscriber: step}}, Reply: toBroker,
+		Delivery: &flows.Delivery{DeadLetter: dead}})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for round, id := range []string{"1", "2"} {
+		if err := broker.Send(ctx, flowstest.NewEvent(id, "ping", "/s", nil)); err != nil {
+			t.Fatal(err)
+		}
+		dl, err := dead.Wait(ctx, round+1)
+		if err != nil {
+			t.Fatalf("no dead letter after %d steps: the loop did not end (%v)", step.Len(), err)
+		}
+		if got := step.Len(); got != (round+1)*flows.DefaultBrokerTTL {
+			t.Errorf("the Sequence's step was called %d times, want %d", got, (round+1)*flows.DefaultBrokerTTL)
+		}
+		if got := dl[round].Extensions()[flows.ExtensionErrorCode]; got != int32(400) {
+			t.Errorf("knativeerrorcode = %v, want 400 (the refused reply)", got)
+		}
+		if got, ok := step.Events()[step.Len()-1].Extensions()[flows.ExtensionBrokerTTL]; ok {
+			t.Errorf("the step saw knativebrokerttl = %v", got)
+		}
+	}
+}
+
+// The same for two brokers whose Triggers feed each other: the TTL goes
+// across, so the ping-pong ends.
+func TestBrokerTTLCarriedAcrossBrokers(t *testing.T) {
+	var a, b *flows.Flow
+	var rounds atomic.Int32
+	sendTo := func(f **flows.Flow) flows.Handler {
+		return flows.HandlerFunc(func(ctx context.Context, e event.Event) (*event.Event, error) {
+			rounds.Add(1)
+			return nil, (*f).Send(ctx, e)
+		})
+	}
+	dead := flowstest.NewRecorder()
+	a = start(t, &flows.Broker{Name: "a", Triggers: []flows.Trigger{{Subscriber: sendTo(&b)}}, Delivery: &flows.Delivery{DeadLetter: dead}})
+	b = start(t, &flows.Broker{Name: "b", Triggers: []flows.Trigger{{Subscriber: sendTo(&a)}}, Delivery: &flows.Delivery{DeadLetter: dead}})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := a.Send(ctx, flowstest.NewEvent("1", "ping", "/s", nil)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dead.Wait(ctx, 1); err != nil {
+		t.Fatalf("no dead letter after %d rounds: the ping-pong did not end (%v)", rounds.Load(), err)
+	}
+	if got := rounds.Load(); got != flows.DefaultBrokerTTL {
+		t.Errorf("%d Trigger deliveries, want %d", got, flows.DefaultBrokerTTL)
+	}
+}

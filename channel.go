@@ -125,8 +125,9 @@ func (c *InMemoryChannel) Publish(ctx context.Context, e *event.Event) error {
 	}
 	var tr *tracker
 	var header http.Header
+	var ttl int32
 	if env != nil {
-		tr, header = env.tr, env.header
+		tr, header, ttl = env.tr, env.header, env.ttl
 		if tr != nil {
 			tr.add(len(subs))
 		}
@@ -137,7 +138,7 @@ func (c *InMemoryChannel) Publish(ctx context.Context, e *event.Event) error {
 			ev = copyEvent(*e, true)
 		}
 		m := memMessages.Get().(*memMessage)
-		*m = memMessage{e: ev, attempt: 1, q: q, tr: tr, header: header}
+		*m = memMessage{e: ev, attempt: 1, q: q, tr: tr, header: header, ttl: ttl}
 		if env != nil && env.reentry {
 			q.push(m)
 			continue
@@ -453,6 +454,7 @@ type memMessage struct {
 	q       *memQueue
 	tr      *tracker
 	header  http.Header
+	ttl     int32
 	done    bool
 }
 
@@ -473,7 +475,7 @@ func (m *memMessage) recycle() {
 
 func (m *memMessage) Event() *event.Event { return m.e }
 func (m *memMessage) Attempt() int        { return m.attempt }
-func (m *memMessage) envelope() envelope  { return envelope{tr: m.tr, header: m.header} }
+func (m *memMessage) envelope() envelope  { return envelope{tr: m.tr, header: m.header, ttl: m.ttl} }
 
 func (m *memMessage) Ack() error {
 	if m.done {
@@ -495,7 +497,7 @@ func (m *memMessage) Nack(delay time.Duration) error {
 	m.done = true
 	// The next delivery is a new message, so that m stays its receiver's
 	// until recycled, whoever receives the event next.
-	next := &memMessage{e: m.e, attempt: m.attempt + 1, q: m.q, tr: m.tr, header: m.header}
+	next := &memMessage{e: m.e, attempt: m.attempt + 1, q: m.q, tr: m.tr, header: m.header, ttl: m.ttl}
 	m.q.redeliver(next, delay)
 	return nil
 }
@@ -555,6 +557,11 @@ type envelope struct {
 	reentry bool
 	// out hands a Flow.Request's outputs to a nested flow (see follow).
 	out *outputs
+	// ttl is the broker TTL of an event a Trigger handed to a flow, which
+	// the flow's events carry on (0: none), so that a reply entering a
+	// broker from that flow counts down from it rather than starting again
+	// (see [Broker]).
+	ttl int32
 }
 
 type envelopeKey struct{}

@@ -321,7 +321,7 @@ func sendAndWait(ctx context.Context, e event.Event, publish func(context.Contex
 	env := &w.env
 	env.tr = &w.tr
 	if outer := envelopeFrom(ctx); outer != nil {
-		env.header = outer.header
+		env.header, env.ttl = outer.header, outer.ttl
 		if out == nil && inherit {
 			out = outer.out
 		}

@@ -360,10 +360,10 @@ func (s *subscription) deliverMessage(ctx context.Context, m Message, attempt in
 	}
 	hctx := ctx
 	var henv *envelope
-	if env.header != nil || s.httpSubscriber || out != nil {
+	if env.header != nil || s.httpSubscriber || out != nil || env.ttl != 0 {
 		// Only HTTP subscribers read and answer pass-through headers;
 		// others get them for their own hops.
-		henv = &envelope{header: env.header, wantReplyHeader: s.httpSubscriber, out: s.follows(out)}
+		henv = &envelope{header: env.header, wantReplyHeader: s.httpSubscriber, out: s.follows(out), ttl: env.ttl}
 		hctx = withEnvelope(ctx, henv)
 	}
 	var reply *event.Event
@@ -393,8 +393,8 @@ func (s *subscription) deliverMessage(ctx context.Context, m Message, attempt in
 			// As Knative: the reply hop carries the subscriber's response headers.
 			header = henv.replyHeader
 		}
-		if tr != nil || header != nil {
-			rctx = withEnvelope(ctx, &envelope{tr: tr, header: header, out: follow(s.reply, out)})
+		if tr != nil || header != nil || env.ttl != 0 {
+			rctx = withEnvelope(ctx, &envelope{tr: tr, header: header, out: follow(s.reply, out), ttl: env.ttl})
 		}
 		attempts, err = deliver(rctx, hopTarget(s.reply), reply, d, s.observe(o, RoleReply, s.replyDest))
 		dest, replyFailed = s.replyDest, err != nil
@@ -424,7 +424,7 @@ func (s *subscription) deliverMessage(ctx context.Context, m Message, attempt in
 
 	if d != nil && d.DeadLetter != nil {
 		dl := deadLetterEvent(e, dest, err)
-		_, dlErr := deliver(withEnvelope(ctx, &envelope{tr: tr, header: env.header}), hopTarget(d.DeadLetter), &dl, d, s.observe(o, RoleDeadLetter, ""))
+		_, dlErr := deliver(withEnvelope(ctx, &envelope{tr: tr, header: env.header, ttl: env.ttl}), hopTarget(d.DeadLetter), &dl, d, s.observe(o, RoleDeadLetter, ""))
 		if dlErr == nil {
 			s.log.LogAttrs(ctx, slog.LevelWarn, "flows: event sent to the dead-letter sink",
 				slog.String("subscription", s.name), slog.String("id", e.ID()),

@@ -6,9 +6,9 @@
 // feeds an event-display that prints
 // "Hello world! - Handled by 0 - Handled by 1 - Handled by 2".
 //
-// The last appender must change the type: a Sequence's steps do not see the
-// broker's TTL, so a reply that the first Trigger matched again would loop
-// for ever, as in Knative.
+// The last appender must change the type: a reply that the first Trigger
+// matched again would go round the Sequence until the broker's TTL runs out
+// (255 times; in Knative, for ever).
 //
 // With -http the services run as HTTP servers on 127.0.0.1 and are called
 // over HTTP, with the same output. With -listen the broker's ingress also
