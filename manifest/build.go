@@ -751,6 +751,11 @@ func (r *resolver) ref(path string, ref *KReference, from *flowNode) target {
 			case "PingSource", "Subscription", "Trigger":
 				r.failf(path, "%s is not addressable: it cannot receive events", name)
 				return target{node: key, ref: name, label: ref.Kind + " " + qualified(ns, ref.Name), unbound: true}
+			case "RequestReply":
+				// Knative's is addressable; here it answers HTTP clients
+				// only, rather than being looked up in the registry.
+				r.failf(path, "%s is not supported as a destination: it answers HTTP requests at /%s/%s; send to its Broker, or call it over HTTP with a uri", name, ns, ref.Name)
+				return target{node: key, ref: name, label: ref.Kind + " " + qualified(ns, ref.Name), unbound: true}
 			}
 		}
 	}

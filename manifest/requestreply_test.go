@@ -214,3 +214,27 @@ func TestRequestReplyStatusAndGraph(t *testing.T) {
 		t.Errorf("DOT:\n%s", g.DOT())
 	}
 }
+
+// A ref to a RequestReply is refused with the reason, rather than looked up
+// in the registry as an undeclared object would be.
+func TestRequestReplyIsNotADestination(t *testing.T) {
+	set := parse(t, brokerDoc+`---
+apiVersion: eventing.knative.dev/v1alpha1
+kind: RequestReply
+metadata: {name: quotes}
+spec:
+  brokerRef: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}
+---
+apiVersion: flows.knative.dev/v1
+kind: Sequence
+metadata: {name: s}
+spec:
+  steps:
+  - ref: {apiVersion: eventing.knative.dev/v1alpha1, kind: RequestReply, name: quotes}
+`)
+	_, err := manifest.Build(set, new(manifest.Registry))
+	want := `Sequence "s": spec.steps[0].ref: RequestReply "quotes" is not supported as a destination: it answers HTTP requests at /default/quotes`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Build = %v\nwant %s", err, want)
+	}
+}
