@@ -17,10 +17,11 @@ const maxLines = 60
 // flows package, within one screen, not behind a helper of this package.
 func TestExamplesShowTheirFlowInMain(t *testing.T) {
 	for dir, want := range map[string][]string{
-		"sequence":  {"flows.Sequence", "flows.Ping"},
-		"parallel":  {"flows.Parallel", "flows.Ping"},
-		"jetstream": {"flows.Sequence", "flows.Ping"},
-		"broker":    {"flows.Broker", "flows.Sequence", "flows.Ping"},
+		"sequence":     {"flows.Sequence", "flows.Ping"},
+		"parallel":     {"flows.Parallel", "flows.Ping"},
+		"jetstream":    {"flows.Sequence", "flows.Ping"},
+		"broker":       {"flows.Broker", "flows.Sequence", "flows.Ping"},
+		"requestreply": {"flows.Broker", "flows.RequestReply"},
 	} {
 		t.Run(dir, func(t *testing.T) {
 			file := filepath.Join("..", "..", dir, "main.go")
