@@ -18,6 +18,7 @@
 package jetstream
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -262,7 +263,9 @@ func (c *Channel) Publish(ctx context.Context, e *event.Event) error {
 	if c.closed.Load() {
 		return flows.ErrClosed
 	}
-	data, err := encode(e)
+	buf := encodeBuffers.Get().(*bytes.Buffer)
+	defer putEncodeBuffer(buf)
+	data, err := encode(e, buf)
 	if err != nil {
 		return fmt.Errorf("flows/jetstream: publish to %q: encoding event %q: %w", c.stream, e.ID(), err)
 	}
@@ -309,18 +312,29 @@ func (c *Channel) Publish(ctx context.Context, e *event.Event) error {
 	}
 }
 
-// encode returns e in the CloudEvents JSON format. It writes what
-// json.Marshal writes, without the copy that json.Marshal makes of it; the
-// check stays, since a JSON event's data is written as it is.
-func encode(e *event.Event) ([]byte, error) {
-	data, err := e.MarshalJSON()
-	if err != nil {
+// encode writes e in the CloudEvents JSON format to buf, which it resets,
+// and returns its bytes. It writes what json.Marshal writes, without the
+// copy that json.Marshal makes of it, and keeps its check, since a JSON
+// event's data is written as it is.
+func encode(e *event.Event, buf *bytes.Buffer) ([]byte, error) {
+	buf.Reset()
+	if err := event.WriteJson(e, buf); err != nil {
 		return nil, err
 	}
-	if !json.Valid(data) {
+	if !json.Valid(buf.Bytes()) {
 		return nil, errors.New("data is not valid JSON")
 	}
-	return data, nil
+	return buf.Bytes(), nil
+}
+
+// encodeBuffers holds the buffers that Publish encodes into: nats.go has
+// copied the bytes once the publish returns.
+var encodeBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func putEncodeBuffer(buf *bytes.Buffer) {
+	if buf.Cap() <= 64<<10 { // a rare large event does not stay pinned
+		encodeBuffers.Put(buf)
+	}
 }
 
 // decode reads a message written by encode, or any CloudEvent in the JSON
