@@ -11,6 +11,10 @@
 // delay), so they survive restarts too, and [flows.Message.Attempt] is the
 // broker's delivery count.
 //
+// Each subscription reads [DefaultPrefetch] messages ahead of its workers,
+// so that they do not wait for a round trip to the server between
+// messages; [WithPrefetch] says what that changes and sets it.
+//
 // Plug it into a flow with [Channels]:
 //
 //	js, _ := natsjs.New(nc) // natsjs "github.com/nats-io/nats.go/jetstream"
