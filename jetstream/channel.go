@@ -11,6 +11,10 @@
 // delay), so they survive restarts too, and [flows.Message.Attempt] is the
 // broker's delivery count.
 //
+// Each subscription reads [DefaultPrefetch] messages ahead of its workers,
+// so that they do not wait for a round trip to the server between
+// messages; [WithPrefetch] says what that changes and sets it.
+//
 // Plug it into a flow with [Channels]:
 //
 //	js, _ := natsjs.New(nc) // natsjs "github.com/nats-io/nats.go/jetstream"
@@ -18,6 +22,7 @@
 package jetstream
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -70,8 +75,31 @@ type Channel struct {
 	reqMu      sync.Mutex
 	requests   map[*context.CancelFunc]struct{}
 	reconnects atomic.Int64
-	watchDone  chan struct{}
+	// breaks counts the losses and recoveries of the connection: messages
+	// fetched before one are not handed out (see receiver.forget).
+	breaks    atomic.Int64
+	watchDone chan struct{}
+	// conn is done once the connection is re-established: publishes
+	// derive their attempt's context from it, which costs less than
+	// registering each one with requests.
+	conn atomic.Pointer[connGen]
+
+	// Header values shared by every publish; nats.go only reads them.
+	expectStream []string
 }
+
+// connGen is one run of the connection, between two reconnections.
+type connGen struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func newConnGen() *connGen {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &connGen{ctx, cancel}
+}
+
+var contentType = []string{"application/cloudevents+json"}
 
 // Channels returns a channel constructor for [flows.WithChannels]: each
 // channel of a flow gets its own stream on js, created or updated with the
@@ -115,6 +143,8 @@ func New(ctx context.Context, js natsjs.JetStream, name string, opts ...Option) 
 		requests:  make(map[*context.CancelFunc]struct{}),
 		watchDone: make(chan struct{}),
 	}
+	c.expectStream = []string{c.stream}
+	c.conn.Store(newConnGen())
 	sc := natsjs.StreamConfig{
 		Name:        c.stream,
 		Description: "flows channel " + name,
@@ -147,25 +177,38 @@ func New(ctx context.Context, js natsjs.JetStream, name string, opts ...Option) 
 	}
 	c.stopping, c.stop = context.WithCancel(context.Background())
 	c.closing = c.stopping.Done()
-	go c.watch(js.Conn().StatusChanged(nats.CONNECTED))
+	go c.watch(js.Conn().StatusChanged(nats.CONNECTED, nats.RECONNECTING))
 	return c, nil
 }
 
-// watch cancels the requests under way each time the connection is
-// re-established, until the channel is closed.
+// watch follows the connection until the channel is closed. When it is
+// lost, the receivers drop what they read ahead (see receiver.forget); when
+// it is re-established, the requests under way are cancelled, to be made
+// again at once.
 func (c *Channel) watch(status chan nats.Status) {
 	defer close(c.watchDone)
 	defer c.js.Conn().RemoveStatusListener(status)
 	for {
 		select {
-		case <-status:
+		case s := <-status:
+			c.breaks.Add(1)
+			c.subsMu.Lock()
+			for _, r := range c.subs {
+				r.forget()
+			}
+			c.subsMu.Unlock()
+			if s != nats.CONNECTED {
+				continue
+			}
 			c.reconnects.Add(1)
+			c.conn.Swap(newConnGen()).cancel()
 			c.reqMu.Lock()
 			for cancel := range c.requests {
 				(*cancel)()
 			}
 			c.reqMu.Unlock()
 		case <-c.closing:
+			c.conn.Load().cancel()
 			return
 		}
 	}
@@ -224,7 +267,9 @@ func (c *Channel) Publish(ctx context.Context, e *event.Event) error {
 	if c.closed.Load() {
 		return flows.ErrClosed
 	}
-	data, err := json.Marshal(e)
+	buf := encodeBuffers.Get().(*bytes.Buffer)
+	defer putEncodeBuffer(buf)
+	data, err := encode(e, buf)
 	if err != nil {
 		return fmt.Errorf("flows/jetstream: publish to %q: encoding event %q: %w", c.stream, e.ID(), err)
 	}
@@ -232,17 +277,22 @@ func (c *Channel) Publish(ctx context.Context, e *event.Event) error {
 		Subject: c.subject,
 		Data:    data,
 		Header: nats.Header{
-			"Content-Type": []string{"application/cloudevents+json"},
-			"Nats-Msg-Id":  []string{nuid.Next()},
+			"Content-Type":              contentType,
+			natsjs.MsgIDHeader:          []string{nuid.Next()},
+			natsjs.ExpectedStreamHeader: c.expectStream,
 		},
 	}
 	wait := time.Millisecond
 	for {
-		actx, done := c.request(context.WithoutCancel(ctx), attemptTimeout)
-		_, err := c.js.PublishMsg(actx, msg, natsjs.WithExpectStream(c.stream))
-		if reconnected := done(); err == nil {
+		gen := c.conn.Load()
+		actx, cancel := context.WithTimeout(gen.ctx, attemptTimeout)
+		_, err := c.js.PublishMsg(actx, msg)
+		cancel()
+		if err == nil {
 			return nil
-		} else if reconnected && !c.closed.Load() {
+		} else if c.conn.Load() != gen && !c.closed.Load() {
+			// Sent to a server that the client has since left: the
+			// message ID makes it safe to send again at once.
 			continue
 		}
 		retry, full := transient(err)
@@ -264,6 +314,41 @@ func (c *Channel) Publish(ctx context.Context, e *event.Event) error {
 		}
 		return fmt.Errorf("flows/jetstream: publish to %q: %w (last attempt: %w)", c.stream, context.Cause(ctx), err)
 	}
+}
+
+// encode writes e in the CloudEvents JSON format to buf, which it resets,
+// and returns its bytes. It writes what json.Marshal writes, without the
+// copy that json.Marshal makes of it, and keeps its check, since a JSON
+// event's data is written as it is.
+func encode(e *event.Event, buf *bytes.Buffer) ([]byte, error) {
+	buf.Reset()
+	if err := event.WriteJson(e, buf); err != nil {
+		return nil, err
+	}
+	if !json.Valid(buf.Bytes()) {
+		return nil, errors.New("data is not valid JSON")
+	}
+	return buf.Bytes(), nil
+}
+
+// encodeBuffers holds the buffers that Publish encodes into: nats.go has
+// copied the bytes once the publish returns.
+var encodeBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func putEncodeBuffer(buf *bytes.Buffer) {
+	if buf.Cap() <= 64<<10 { // a rare large event does not stay pinned
+		encodeBuffers.Put(buf)
+	}
+}
+
+// decode reads a message written by encode, or any CloudEvent in the JSON
+// format, as json.Unmarshal does, without its second pass over the input.
+func decode(data []byte, e *event.Event) error {
+	if !json.Valid(data) {
+		// json.Unmarshal's error says where the input goes wrong.
+		return json.Unmarshal(data, e)
+	}
+	return e.UnmarshalJSON(data)
 }
 
 // transient reports whether a publish that failed with err may succeed if

@@ -278,3 +278,32 @@ func TestClosedConnection(t *testing.T) {
 		t.Fatal("Publish on a closed connection = nil; want an error")
 	}
 }
+
+// An event whose JSON data is not JSON is refused by Publish, naming the
+// event, rather than stored in a form that no receiver can read.
+func TestPublishRefusesInvalidJSONData(t *testing.T) {
+	ctx := testContext(t)
+	s := startServer(t)
+	_, js := s.connect(t)
+	ch, err := jetstream.New(ctx, js, "invalid-data")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	if _, err := ch.Subscribe("invalid-data"); err != nil {
+		t.Fatal(err)
+	}
+	e := newEvent(1)
+	e.DataEncoded = []byte(`{"message": `)
+	err = ch.Publish(ctx, &e)
+	if err == nil || !strings.Contains(err.Error(), `encoding event "event-001"`) {
+		t.Fatalf("Publish = %v; want an error saying event-001 could not be encoded", err)
+	}
+	st, err := js.Stream(ctx, ch.Stream())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := st.CachedInfo().State.Msgs; n != 0 {
+		t.Errorf("%d messages stored; want none", n)
+	}
+}

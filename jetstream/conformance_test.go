@@ -15,7 +15,8 @@ func TestConformance(t *testing.T) {
 		name               string
 		capacity, prefetch int
 	}{
-		{"default", 0, 0},
+		{"default", 0, jetstream.DefaultPrefetch},
+		{"no read-ahead", 0, 0},
 		{"capacity", 8, 0},
 		{"prefetch", 0, 4},
 	} {
@@ -41,8 +42,8 @@ func TestConformance(t *testing.T) {
 					return ch2
 				},
 			}
+			opts = append(opts, jetstream.WithPrefetch(tc.prefetch))
 			if tc.prefetch > 0 {
-				opts = append(opts, jetstream.WithPrefetch(tc.prefetch))
 				f.Reopen = nil // a handle that reads ahead holds more than one message
 			}
 			var n atomic.Int64

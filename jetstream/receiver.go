@@ -2,7 +2,6 @@ package jetstream
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -44,6 +43,7 @@ type receiver struct {
 	mu      sync.Mutex
 	waiters []chan result // Receive calls waiting, oldest first
 	ready   []*message    // fetched, not handed out yet
+	errs    []error       // malformed messages not yet reported, oldest first
 	handed  int           // handed out, not yet acknowledged
 	stopped bool          // pump has returned
 	broken  error         // the connection is closed for good
@@ -78,6 +78,12 @@ func newReceiver(c *Channel, name string, cons natsjs.Consumer) *receiver {
 // Receive implements [flows.Receiver].
 func (r *receiver) Receive(ctx context.Context) (flows.Message, error) {
 	r.mu.Lock()
+	if len(r.errs) > 0 {
+		err := r.errs[0]
+		r.errs = r.errs[1:]
+		r.mu.Unlock()
+		return nil, err
+	}
 	if len(r.ready) > 0 {
 		m := r.ready[0]
 		r.ready = r.ready[1:]
@@ -207,7 +213,7 @@ func (r *receiver) pump() {
 	failures := 0
 	for {
 		r.mu.Lock()
-		want := len(r.waiters) + r.c.cfg.prefetch - len(r.ready)
+		want := r.want()
 		r.mu.Unlock()
 		if r.c.closed.Load() {
 			return
@@ -242,9 +248,22 @@ func (r *receiver) pump() {
 	}
 }
 
+// want is how many messages the next pull asks for, or 0 while none is
+// needed: enough for the waiting Receive calls and to refill the
+// read-ahead, once it has fallen to half of the prefetch (pulling for each
+// message taken would make a request per message). r.mu is held.
+func (r *receiver) want() int {
+	n := len(r.waiters) + r.c.cfg.prefetch - len(r.ready)
+	if len(r.waiters) == 0 && 2*len(r.ready) > r.c.cfg.prefetch {
+		return 0
+	}
+	return n
+}
+
 // pull makes one pull request for up to batch messages and hands out each
 // message as it arrives.
 func (r *receiver) pull(batch int) error {
+	gen := r.c.breaks.Load()
 	ctx, done := r.c.request(r.c.stopping, pullExpiry)
 	defer done()
 	b, err := r.cons.Fetch(batch, natsjs.FetchContext(ctx), natsjs.FetchHeartbeat(pullHeartbeat))
@@ -255,8 +274,14 @@ func (r *receiver) pull(batch int) error {
 		m, err := r.wrap(msg)
 		r.mu.Lock()
 		if err != nil {
+			r.report(err)
 			r.mu.Unlock()
-			r.failOne(err)
+			continue
+		}
+		if r.c.breaks.Load() != gen {
+			// Fetched before the connection was lost: see forget.
+			r.mu.Unlock()
+			m.drop()
 			continue
 		}
 		r.ready = append(r.ready, m)
@@ -267,6 +292,45 @@ func (r *receiver) pull(batch int) error {
 		return fmt.Errorf("flows/jetstream: fetching from %q for %q: %w", r.c.stream, r.name, err)
 	}
 	return nil
+}
+
+// forget drops the messages read ahead that no Receive call has taken,
+// when the connection is lost and again when it is re-established. Their
+// keep-alive cannot reach the server meanwhile, and a server that restarts
+// may not have kept it: the server may deliver them again, here or to
+// another process, and handing them out from here too would handle them
+// twice. They are left to the server, which delivers them again once their
+// ack wait has passed. The channel's watch calls it after counting the
+// break, so that pull drops what is still on its way.
+func (r *receiver) forget() {
+	r.mu.Lock()
+	ready := r.ready
+	r.ready = nil
+	r.checkDrained()
+	r.mu.Unlock()
+	for _, m := range ready {
+		m.drop()
+	}
+}
+
+// maxUnreported bounds the errors about malformed messages kept for the
+// next Receive calls; beyond it, the oldest are dropped.
+const maxUnreported = 16
+
+// report hands the error about a malformed message to the oldest waiting
+// Receive call or, when the message was read ahead and nobody waits, to
+// the next one: the flow logs it. r.mu is held.
+func (r *receiver) report(err error) {
+	if len(r.waiters) > 0 {
+		w := r.waiters[0]
+		r.waiters = r.waiters[1:]
+		w <- result{err: err}
+		return
+	}
+	if len(r.errs) == maxUnreported {
+		r.errs = r.errs[1:]
+	}
+	r.errs = append(r.errs, err)
 }
 
 // failOne hands err to the oldest waiting Receive call, if any: the flow
@@ -296,7 +360,7 @@ func (r *receiver) fail(err error) {
 // terminated, so that it is not delivered again, and reported.
 func (r *receiver) wrap(msg natsjs.Msg) (*message, error) {
 	var e event.Event
-	if err := json.Unmarshal(msg.Data(), &e); err != nil {
+	if err := decode(msg.Data(), &e); err != nil {
 		msg.Term()
 		seq := uint64(0)
 		if md, mdErr := msg.Metadata(); mdErr == nil {
@@ -376,6 +440,15 @@ func (m *message) end(what string, send func() error) error {
 		return fmt.Errorf("flows/jetstream: %s of %s on %q: %w", what, m.e.ID(), r.c.stream, err)
 	}
 	return nil
+}
+
+// drop ends m without telling the server, which delivers it again once
+// its ack wait has passed.
+func (m *message) drop() {
+	m.done.Store(true)
+	m.mu.Lock()
+	m.timer.Stop()
+	m.mu.Unlock()
 }
 
 // keepAlive tells the broker, every third of the ack wait, that the

@@ -45,7 +45,7 @@ var targets = []target{
 	{"new connections per event, HTTP Sequence, 1 client", "BenchmarkHTTPSequence3Steps/clients=1", "BenchmarkLimitHTTPChain3/clients=1", "conns/event", reused, 0},
 	{"new connections per event, HTTP Sequence, 32 clients", "BenchmarkHTTPSequence3Steps/clients=32", "BenchmarkLimitHTTPChain3/clients=32", "conns/event", reused, 0.01},
 	{"p99 latency, one event in flight, vs Go channels", "BenchmarkSequence3Steps", "BenchmarkLimitGoChannels", "p99-ns", atMost, 2},
-	{"3-step Sequence on JetStream vs raw nats.go, events/s", "BenchmarkJetStreamSequence3Steps/default", "BenchmarkLimitJetStream", "events/s", atLeast, 0.5},
+	{"3-step Sequence on JetStream vs raw nats.go, events/s", "BenchmarkJetStreamSequence3Steps/default", "BenchmarkLimitJetStream", "events/s", atLeast, 0.8},
 	{"broker, 10 Triggers of which 1 matches, vs a hand-written loop over the same filters, events/s", "BenchmarkBroker/triggers=10", "BenchmarkLimitBrokerLoop/triggers=10", "events/s", atLeast, 0.8},
 	{"10,000 idle 3-step Sequences: heap and goroutine stacks, MiB", "BenchmarkIdleSequences", "", "mem-MiB", belowAbs, 64},
 	{"10,000 idle 3-step Sequences: CPU while idle, % of a core", "BenchmarkIdleSequences", "", "idle-cpu-%", belowAbs, 0.1},
