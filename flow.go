@@ -331,6 +331,11 @@ func sendAndWait(ctx context.Context, e event.Event, publish func(context.Contex
 		return nil, err
 	}
 	env.tr.finish()
+	if ctx.Done() == nil {
+		// A context that never ends (Background): a plain receive.
+		<-env.tr.done
+		return nil, env.tr.result()
+	}
 	select {
 	case <-env.tr.done:
 		return nil, env.tr.result()

@@ -213,11 +213,12 @@ func (d *demand) stop() {
 // queue is empty, drained, or ctx ends.
 func (s *subscription) serve(ctx context.Context, q *memQueue, d *demand) {
 	defer s.wg.Done()
-	var idle *time.Timer
+	var l linger
+	defer l.stop()
 	for {
 		m, ok, empty := q.poll()
 		if empty {
-			m, ok, empty = q.wait(ctx, d.linger, &idle)
+			m, ok, empty = q.wait(ctx, d.linger, &l)
 		}
 		if empty {
 			if d.retire() {
@@ -250,26 +251,51 @@ func (s *subscription) serve(ctx context.Context, q *memQueue, d *demand) {
 // A variable for the tests, read when a subscription starts.
 var workerLinger = 100 * time.Millisecond
 
-// wait waits up to linger for a message, as poll reports it; *t is the
-// worker's timer, made on first use.
-func (q *memQueue) wait(ctx context.Context, linger time.Duration, t **time.Timer) (m *memMessage, ok, empty bool) {
-	if *t == nil {
-		*t = time.NewTimer(linger)
-	} else {
-		(*t).Reset(linger)
+// linger is a worker's idle timer. Resetting a timer each time the queue
+// empties would cost two timer operations per message of a flow that keeps
+// up with its input; instead the timer runs on, and when it fires, a worker
+// that has had a message since retires only at the next firing. A worker
+// so retires after between one and two lingers without a message.
+type linger struct {
+	t     *time.Timer
+	armed bool // t runs and its channel has not been read
+	woke  bool // a message came since t was armed
+}
+
+func (l *linger) stop() {
+	if l.t != nil {
+		l.t.Stop()
 	}
-	select {
-	case m, ok = <-q.queue():
-		(*t).Stop()
-		if ok {
-			q.taken()
+}
+
+// wait waits for a message, as poll reports it, until l says the worker
+// has lingered long enough or ctx ends.
+func (q *memQueue) wait(ctx context.Context, d time.Duration, l *linger) (m *memMessage, ok, empty bool) {
+	for {
+		switch {
+		case l.t == nil:
+			l.t = time.NewTimer(d)
+		case !l.armed:
+			l.t.Reset(d)
 		}
-		return m, ok, false
-	case <-(*t).C:
-		return nil, false, true
-	case <-ctx.Done():
-		(*t).Stop()
-		return nil, false, true
+		l.armed = true
+		select {
+		case m, ok = <-q.queue():
+			if ok {
+				q.taken()
+			}
+			l.woke = true
+			return m, ok, false
+		case <-l.t.C:
+			l.armed = false
+			if l.woke {
+				l.woke = false
+				continue
+			}
+			return nil, false, true
+		case <-ctx.Done():
+			return nil, false, true
+		}
 	}
 }
 
@@ -393,10 +419,20 @@ func (s *subscription) deliverMessage(ctx context.Context, m Message, attempt in
 			// As Knative: the reply hop carries the subscriber's response headers.
 			header = henv.replyHeader
 		}
-		if tr != nil || header != nil {
-			rctx = withEnvelope(ctx, &envelope{tr: tr, header: header, out: follow(s.reply, out)})
+		if cs, ok := s.reply.(channelSink); ok && cs.mem != nil {
+			// The envelope straight to the channel: no context to carry it.
+			attempts = 1
+			hp := s.observe(o, RoleReply, s.replyDest)
+			if hp != nil && hp.o.Publish != nil {
+				hp.o.Publish(ctx, cs.name, reply)
+			}
+			err = cs.mem.publish(ctx, reply, &envelope{tr: tr, header: header})
+		} else {
+			if tr != nil || header != nil {
+				rctx = withEnvelope(ctx, &envelope{tr: tr, header: header, out: follow(s.reply, out)})
+			}
+			attempts, err = deliver(rctx, hopTarget(s.reply), reply, d, s.observe(o, RoleReply, s.replyDest))
 		}
-		attempts, err = deliver(rctx, hopTarget(s.reply), reply, d, s.observe(o, RoleReply, s.replyDest))
 		dest, replyFailed = s.replyDest, err != nil
 		_, forwarded = s.reply.(channelSink)
 		forwarded = forwarded || s.reentry
