@@ -124,23 +124,41 @@ func (s *subscription) work(ctx context.Context) {
 // The subscription's wg counts the workers, plus one for the subscription
 // itself until the queue is drained or ctx ends (stop), so that a worker
 // is never added to wg once Shutdown may have seen it reach zero.
+//
+// A waiting worker watches its queue and wake, nothing else: a timer of
+// its own (or ctx.Done) in that select would cost timer and channel locks
+// each time the queue empties, which a flow that keeps up with its input
+// does once per message. Instead one timer per subscription ticks every
+// linger while workers run; a tick that finds no message taken since the
+// last one leaves a token in wake for each worker, and a worker that gets
+// one while the queue is empty retires. A worker so retires after between
+// one and two lingers without a message (a stale token may retire it
+// sooner, which costs a goroutine start, never a message). A hard stop
+// fills wake, so that every waiting worker sees it.
 type demand struct {
 	max     int32
 	linger  time.Duration
-	running atomic.Int32 // workers started and not retired
-	pending atomic.Int64 // messages arrived and not yet taken
+	running atomic.Int32  // workers started and not retired
+	pending atomic.Int64  // messages arrived and not yet taken
+	taken   atomic.Uint64 // messages taken by the workers, for the ticks
 	ctx     context.Context
 	wg      *sync.WaitGroup
 	run     func() // a worker's loop
+	wake    chan struct{}
 
 	mu      sync.Mutex
 	stopped bool
+
+	tmu     sync.Mutex // guards what follows
+	ticking bool       // timer is set to tick
+	seen    uint64     // taken at the last tick
+	timer   *time.Timer
 }
 
 // startOnDemand starts s's workers on demand from q, unless q already
 // serves another subscription (receivers with one name share a queue).
 func (s *subscription) startOnDemand(ctx context.Context, q *memQueue, n int) bool {
-	d := &demand{max: int32(n), linger: workerLinger, ctx: ctx, wg: &s.wg}
+	d := &demand{max: int32(n), linger: workerLinger, ctx: ctx, wg: &s.wg, wake: make(chan struct{}, n)}
 	d.run = func() { s.serve(ctx, q, d) }
 	s.wg.Add(1) // the subscription's own count, see stop
 	if !q.dem.CompareAndSwap(nil, d) {
@@ -206,19 +224,86 @@ func (d *demand) stop() {
 	}
 	d.stopped = true
 	d.mu.Unlock()
+	d.tmu.Lock()
+	d.ticking = false
+	if d.timer != nil {
+		d.timer.Stop()
+	}
+	d.tmu.Unlock()
+	if d.ctx.Err() != nil {
+		// A hard stop: every waiting worker must see it. (Once drained,
+		// the closed queue tells them.)
+		d.signal(int(d.max))
+	}
 	d.wg.Done()
+}
+
+// signal leaves up to n tokens in wake.
+func (d *demand) signal(n int) {
+	for range n {
+		select {
+		case d.wake <- struct{}{}:
+		default:
+			return
+		}
+	}
+}
+
+// watch makes sure that the timer ticks while a worker runs: each worker
+// calls it when it starts, or stays after all.
+func (d *demand) watch() {
+	if d.linger <= 0 {
+		return
+	}
+	d.tmu.Lock()
+	defer d.tmu.Unlock()
+	if d.ticking {
+		return
+	}
+	d.mu.Lock()
+	stopped := d.stopped
+	d.mu.Unlock()
+	if stopped {
+		return
+	}
+	d.ticking, d.seen = true, d.taken.Load()
+	if d.timer == nil {
+		d.timer = time.AfterFunc(d.linger, d.tick)
+	} else {
+		d.timer.Reset(d.linger)
+	}
+}
+
+// tick runs every linger while workers run: if none took a message since
+// the last tick, the waiting ones retire.
+func (d *demand) tick() {
+	d.tmu.Lock()
+	defer d.tmu.Unlock()
+	if !d.ticking {
+		return
+	}
+	n := d.running.Load()
+	if n <= 0 {
+		d.ticking = false
+		return
+	}
+	if t := d.taken.Load(); t != d.seen {
+		d.seen = t
+	} else {
+		d.signal(int(n))
+	}
+	d.timer.Reset(d.linger)
 }
 
 // serve is a worker started on demand: it delivers messages until the
 // queue is empty, drained, or ctx ends.
 func (s *subscription) serve(ctx context.Context, q *memQueue, d *demand) {
 	defer s.wg.Done()
-	var l linger
-	defer l.stop()
+	d.watch()
 	for {
 		m, ok, empty := q.poll()
-		if empty {
-			m, ok, empty = q.wait(ctx, d.linger, &l)
+		if empty && d.linger > 0 {
+			m, ok, empty = q.wait(d.wake)
 		}
 		if empty {
 			if d.retire() {
@@ -226,6 +311,7 @@ func (s *subscription) serve(ctx context.Context, q *memQueue, d *demand) {
 			}
 			// A message is on its way (its publisher is between arrive
 			// and the send): let it finish.
+			d.watch()
 			runtime.Gosched()
 			continue
 		}
@@ -233,6 +319,7 @@ func (s *subscription) serve(ctx context.Context, q *memQueue, d *demand) {
 			d.running.Add(-1)
 			return
 		}
+		d.taken.Add(1)
 		if ctx.Err() != nil {
 			// Stopped hard while a message was ready: leave it undelivered.
 			m.Nack(0)
@@ -245,57 +332,23 @@ func (s *subscription) serve(ctx context.Context, q *memQueue, d *demand) {
 }
 
 // workerLinger is how long a worker started on demand waits for another
-// message before it retires: long enough that a steady trickle of events
-// (one in flight at a time, say) keeps its workers and their grown stacks,
-// short enough that idle flows soon hold none.
+// message before it retires (see [demand]): long enough that a steady
+// trickle of events (one in flight at a time, say) keeps its workers and
+// their grown stacks, short enough that idle flows soon hold none. Zero
+// retires a worker as soon as its queue is empty.
 // A variable for the tests, read when a subscription starts.
 var workerLinger = 100 * time.Millisecond
 
-// linger is a worker's idle timer. Resetting a timer each time the queue
-// empties would cost two timer operations per message of a flow that keeps
-// up with its input; instead the timer runs on, and when it fires, a worker
-// that has had a message since retires only at the next firing. A worker
-// so retires after between one and two lingers without a message.
-type linger struct {
-	t     *time.Timer
-	armed bool // t runs and its channel has not been read
-	woke  bool // a message came since t was armed
-}
-
-func (l *linger) stop() {
-	if l.t != nil {
-		l.t.Stop()
-	}
-}
-
-// wait waits for a message, as poll reports it, until l says the worker
-// has lingered long enough or ctx ends.
-func (q *memQueue) wait(ctx context.Context, d time.Duration, l *linger) (m *memMessage, ok, empty bool) {
-	for {
-		switch {
-		case l.t == nil:
-			l.t = time.NewTimer(d)
-		case !l.armed:
-			l.t.Reset(d)
+// wait waits for a message, as poll reports it, or a token in wake.
+func (q *memQueue) wait(wake <-chan struct{}) (m *memMessage, ok, empty bool) {
+	select {
+	case m, ok = <-q.queue():
+		if ok {
+			q.taken()
 		}
-		l.armed = true
-		select {
-		case m, ok = <-q.queue():
-			if ok {
-				q.taken()
-			}
-			l.woke = true
-			return m, ok, false
-		case <-l.t.C:
-			l.armed = false
-			if l.woke {
-				l.woke = false
-				continue
-			}
-			return nil, false, true
-		case <-ctx.Done():
-			return nil, false, true
-		}
+		return m, ok, false
+	case <-wake:
+		return nil, false, true
 	}
 }
 
