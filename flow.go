@@ -312,10 +312,12 @@ func (f *Flow) handle(ctx context.Context, e event.Event, out *outputs, inherit 
 // collects the event's outputs into out if it is set, or else, if inherit,
 // into those that ctx hands on (see follow).
 func sendAndWait(ctx context.Context, e event.Event, publish func(context.Context, event.Event) error, out *outputs, inherit bool) (*event.Event, error) {
-	// The envelope and its tracker in one allocation.
+	// The envelope, its tracker and the context that carries them in one
+	// allocation.
 	w := &struct {
 		env envelope
 		tr  tracker
+		ctx envelopeContext
 	}{}
 	w.tr.init()
 	env := &w.env
@@ -327,7 +329,8 @@ func sendAndWait(ctx context.Context, e event.Event, publish func(context.Contex
 		}
 	}
 	w.tr.out = out
-	if err := publish(withEnvelope(ctx, env), e); err != nil {
+	w.ctx = envelopeContext{Context: ctx, env: env}
+	if err := publish(&w.ctx, e); err != nil {
 		return nil, err
 	}
 	env.tr.finish()
@@ -342,6 +345,20 @@ func sendAndWait(ctx context.Context, e event.Event, publish func(context.Contex
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// envelopeContext is withEnvelope(Context, env) as a value, so that it can
+// share an allocation with env.
+type envelopeContext struct {
+	context.Context
+	env *envelope
+}
+
+func (c *envelopeContext) Value(key any) any {
+	if key == (envelopeKey{}) {
+		return c.env
+	}
+	return c.Context.Value(key)
 }
 
 // ownEvent checks an event from outside and returns the flow's own copy of
