@@ -144,21 +144,19 @@ type demand struct {
 	ctx     context.Context
 	wg      *sync.WaitGroup
 	run     func() // a worker's loop
-	wake    chan struct{}
 
-	mu      sync.Mutex
+	mu      sync.Mutex // guards what follows
 	stopped bool
-
-	tmu     sync.Mutex // guards what follows
-	ticking bool       // timer is set to tick
-	seen    uint64     // taken at the last tick
-	timer   *time.Timer
+	ticking bool          // timer is set to tick
+	seen    uint64        // taken at the last tick
+	timer   *time.Timer   // made by the first worker
+	wake    chan struct{} // made for the first worker
 }
 
 // startOnDemand starts s's workers on demand from q, unless q already
 // serves another subscription (receivers with one name share a queue).
 func (s *subscription) startOnDemand(ctx context.Context, q *memQueue, n int) bool {
-	d := &demand{max: int32(n), linger: workerLinger, ctx: ctx, wg: &s.wg, wake: make(chan struct{}, n)}
+	d := &demand{max: int32(n), linger: workerLinger, ctx: ctx, wg: &s.wg}
 	d.run = func() { s.serve(ctx, q, d) }
 	s.wg.Add(1) // the subscription's own count, see stop
 	if !q.dem.CompareAndSwap(nil, d) {
@@ -192,6 +190,10 @@ func (d *demand) arrive() {
 		d.running.Add(-1)
 		return
 	}
+	if d.wake == nil {
+		// Before the first worker, so that a hard stop finds it.
+		d.wake = make(chan struct{}, d.max)
+	}
 	d.wg.Add(1)
 	d.mu.Unlock()
 	go d.run()
@@ -222,27 +224,24 @@ func (d *demand) stop() {
 		d.mu.Unlock()
 		return
 	}
-	d.stopped = true
-	d.mu.Unlock()
-	d.tmu.Lock()
-	d.ticking = false
+	d.stopped, d.ticking = true, false
 	if d.timer != nil {
 		d.timer.Stop()
 	}
-	d.tmu.Unlock()
 	if d.ctx.Err() != nil {
 		// A hard stop: every waiting worker must see it. (Once drained,
 		// the closed queue tells them.)
-		d.signal(int(d.max))
+		signal(d.wake, int(d.max))
 	}
+	d.mu.Unlock()
 	d.wg.Done()
 }
 
 // signal leaves up to n tokens in wake.
-func (d *demand) signal(n int) {
+func signal(wake chan struct{}, n int) {
 	for range n {
 		select {
-		case d.wake <- struct{}{}:
+		case wake <- struct{}{}:
 		default:
 			return
 		}
@@ -250,21 +249,12 @@ func (d *demand) signal(n int) {
 }
 
 // watch makes sure that the timer ticks while a worker runs: each worker
-// calls it when it starts, or stays after all.
-func (d *demand) watch() {
-	if d.linger <= 0 {
-		return
-	}
-	d.tmu.Lock()
-	defer d.tmu.Unlock()
-	if d.ticking {
-		return
-	}
+// calls it when it starts, or stays after all. It returns wake.
+func (d *demand) watch() <-chan struct{} {
 	d.mu.Lock()
-	stopped := d.stopped
-	d.mu.Unlock()
-	if stopped {
-		return
+	defer d.mu.Unlock()
+	if d.ticking || d.stopped || d.linger <= 0 {
+		return d.wake
 	}
 	d.ticking, d.seen = true, d.taken.Load()
 	if d.timer == nil {
@@ -272,13 +262,14 @@ func (d *demand) watch() {
 	} else {
 		d.timer.Reset(d.linger)
 	}
+	return d.wake
 }
 
 // tick runs every linger while workers run: if none took a message since
-// the last tick, the waiting ones retire.
+// the last one, the waiting ones retire.
 func (d *demand) tick() {
-	d.tmu.Lock()
-	defer d.tmu.Unlock()
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	if !d.ticking {
 		return
 	}
@@ -290,7 +281,7 @@ func (d *demand) tick() {
 	if t := d.taken.Load(); t != d.seen {
 		d.seen = t
 	} else {
-		d.signal(int(n))
+		signal(d.wake, int(n))
 	}
 	d.timer.Reset(d.linger)
 }
@@ -299,11 +290,11 @@ func (d *demand) tick() {
 // queue is empty, drained, or ctx ends.
 func (s *subscription) serve(ctx context.Context, q *memQueue, d *demand) {
 	defer s.wg.Done()
-	d.watch()
+	wake := d.watch()
 	for {
 		m, ok, empty := q.poll()
 		if empty && d.linger > 0 {
-			m, ok, empty = q.wait(d.wake)
+			m, ok, empty = q.wait(wake)
 		}
 		if empty {
 			if d.retire() {
