@@ -136,9 +136,17 @@ func (c *InMemoryChannel) publish(ctx context.Context, e *event.Event, env *enve
 			tr.add(len(subs))
 		}
 	}
+	var copies []ownedEvent
+	if len(subs) > 2 {
+		copies = copyEvents(*e, len(subs)-1)
+	}
 	for i, q := range subs {
 		ev := e
-		if i < len(subs)-1 {
+		switch {
+		case i == len(subs)-1:
+		case copies != nil:
+			ev = &copies[i].e
+		default:
 			ev = copyEvent(*e, true)
 		}
 		m := memMessages.Get().(*memMessage)
