@@ -100,13 +100,18 @@ func (c *InMemoryChannel) Publish(ctx context.Context, e *event.Event) error {
 	if e == nil {
 		return fmt.Errorf("%w: publish of a nil event", ErrInvalidEvent)
 	}
+	return c.publish(ctx, e, envelopeFrom(ctx))
+}
+
+// publish is Publish with what travels beside the event, env, given
+// directly rather than in ctx.
+func (c *InMemoryChannel) publish(ctx context.Context, e *event.Event, env *envelope) error {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if c.closed.Load() {
 		return ErrClosed
 	}
 	subs := c.subs
-	env := envelopeFrom(ctx)
 	if env != nil && env.reentry {
 		// A broker's reply: its delivery holds a slot until it is in, so
 		// waiting for room could deadlock the broker against itself.
@@ -132,9 +137,17 @@ func (c *InMemoryChannel) Publish(ctx context.Context, e *event.Event) error {
 			tr.add(len(subs))
 		}
 	}
+	var copies []ownedEvent
+	if len(subs) > 2 {
+		copies = copyEvents(*e, len(subs)-1)
+	}
 	for i, q := range subs {
 		ev := e
-		if i < len(subs)-1 {
+		switch {
+		case i == len(subs)-1:
+		case copies != nil:
+			ev = &copies[i].e
+		default:
 			ev = copyEvent(*e, true)
 		}
 		m := memMessages.Get().(*memMessage)
@@ -592,6 +605,12 @@ func envelopeOf(m Message) envelope {
 type channelSink struct {
 	ch   Channel
 	name string
+	mem  *InMemoryChannel // ch, if it is one: the reply hop publishes to it directly
+}
+
+func newChannelSink(ch Channel, name string) channelSink {
+	mem, _ := ch.(*InMemoryChannel)
+	return channelSink{ch: ch, name: name, mem: mem}
 }
 
 func (s channelSink) Handle(ctx context.Context, e event.Event) (*event.Event, error) {

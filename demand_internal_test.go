@@ -193,3 +193,40 @@ func TestRetryAfterTheWorkerRetiredIsDelivered(t *testing.T) {
 		}
 	})
 }
+
+// A worker waiting for its linger to pass sees a hard stop at once, even
+// when its queue is not drained (an event waits for a retry): Close
+// returns without waiting for the linger, reports the event, and no worker
+// is left.
+func TestCloseStopsALingeringWorker(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fails := HandlerFunc(func(context.Context, event.Event) (*event.Event, error) {
+			return nil, errors.New("fails")
+		})
+		s := &Sequence{Steps: []Step{{Subscriber: fails, Delivery: &Delivery{Retry: 1, BackoffDelay: time.Hour}}}}
+		ctx := context.Background()
+		f, err := s.Start(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Send(ctx, validEventForTest()); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait() // the first attempt failed; the retry waits
+		if n := workers(t, []*Flow{f}); n != 1 {
+			t.Fatalf("%d workers linger after the first attempt, want 1: the test tests nothing", n)
+		}
+		start := time.Now()
+		err = f.Close()
+		if d := time.Since(start); d != 0 {
+			t.Errorf("Close took %s of fake time, want it at once, not after the linger", d)
+		}
+		var ue *UndeliveredError
+		if !errors.As(err, &ue) || len(ue.Events) != 1 {
+			t.Errorf("Close = %v, want the event waiting for its retry reported undelivered", err)
+		}
+		if n := workers(t, []*Flow{f}); n != 0 {
+			t.Errorf("after Close, %d workers run, want 0", n)
+		}
+	})
+}

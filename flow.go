@@ -312,10 +312,12 @@ func (f *Flow) handle(ctx context.Context, e event.Event, out *outputs, inherit 
 // collects the event's outputs into out if it is set, or else, if inherit,
 // into those that ctx hands on (see follow).
 func sendAndWait(ctx context.Context, e event.Event, publish func(context.Context, event.Event) error, out *outputs, inherit bool) (*event.Event, error) {
-	// The envelope and its tracker in one allocation.
+	// The envelope, its tracker and the context that carries them in one
+	// allocation.
 	w := &struct {
 		env envelope
 		tr  tracker
+		ctx envelopeContext
 	}{}
 	w.tr.init()
 	env := &w.env
@@ -327,16 +329,36 @@ func sendAndWait(ctx context.Context, e event.Event, publish func(context.Contex
 		}
 	}
 	w.tr.out = out
-	if err := publish(withEnvelope(ctx, env), e); err != nil {
+	w.ctx = envelopeContext{Context: ctx, env: env}
+	if err := publish(&w.ctx, e); err != nil {
 		return nil, err
 	}
 	env.tr.finish()
+	if ctx.Done() == nil {
+		// A context that never ends (Background): a plain receive.
+		<-env.tr.done
+		return nil, env.tr.result()
+	}
 	select {
 	case <-env.tr.done:
 		return nil, env.tr.result()
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// envelopeContext is withEnvelope(Context, env) as a value, so that it can
+// share an allocation with env.
+type envelopeContext struct {
+	context.Context
+	env *envelope
+}
+
+func (c *envelopeContext) Value(key any) any {
+	if key == (envelopeKey{}) {
+		return c.env
+	}
+	return c.Context.Value(key)
 }
 
 // ownEvent checks an event from outside and returns the flow's own copy of
@@ -358,17 +380,60 @@ func copyEvent(e event.Event, withData bool) *event.Event {
 	if withData && e.DataEncoded != nil {
 		e.DataEncoded = bytes.Clone(e.DataEncoded)
 	}
+	ec, ok := e.Context.(*event.EventContextV1)
+	if !ok || ec == nil {
+		return cloneEvent(e)
+	}
+	o := &ownedEvent{}
+	o.own(e, ec)
+	return &o.e
+}
+
+// copyEvents returns n copies of e, each with attributes and data of its
+// own, as copyEvent(e, true) would, in two allocations rather than 2n: the
+// copies a channel makes for its subscriptions. It returns nil if e's
+// attributes are not a *EventContextV1.
+func copyEvents(e event.Event, n int) []ownedEvent {
+	ec, ok := e.Context.(*event.EventContextV1)
+	if !ok || ec == nil {
+		return nil
+	}
+	owned := make([]ownedEvent, n)
+	size := len(e.DataEncoded)
+	var data []byte
+	if e.DataEncoded != nil {
+		data = make([]byte, n*size)
+	}
+	for i := range owned {
+		c := e
+		if e.DataEncoded != nil {
+			// A full slice expression: an append to one copy's data must
+			// not write into the next one's.
+			c.DataEncoded = data[i*size : (i+1)*size : (i+1)*size]
+			copy(c.DataEncoded, e.DataEncoded)
+		}
+		owned[i].own(c, ec)
+	}
+	return owned
+}
+
+// cloneEvent copies e whose attributes are not a *EventContextV1.
+func cloneEvent(e event.Event) *event.Event {
 	if e.FieldErrors != nil {
 		e.FieldErrors = maps.Clone(e.FieldErrors)
 	}
-	ec, ok := e.Context.(*event.EventContextV1)
-	if !ok || ec == nil {
-		p := new(event.Event) // not &e: e would escape on every path
-		*p = e
-		p.Context = e.Context.Clone()
-		return p
+	p := new(event.Event) // not &e: e would escape on every path
+	*p = e
+	p.Context = e.Context.Clone()
+	return p
+}
+
+// own makes o the event e with a copy of its attributes ec.
+func (o *ownedEvent) own(e event.Event, ec *event.EventContextV1) {
+	if e.FieldErrors != nil {
+		e.FieldErrors = maps.Clone(e.FieldErrors)
 	}
-	o := &ownedEvent{e: e, ec: *ec}
+	o.e, o.ec = e, *ec
 	// As EventContextV1.Clone: the pointers the SDK's setters replace are
 	// shared, the time and schema are copied, and so is the extensions map,
 	// which SetExtension writes in place.
@@ -387,7 +452,6 @@ func copyEvent(e event.Event, withData bool) *event.Event {
 		}
 	}
 	o.e.Context = &o.ec
-	return &o.e
 }
 
 // ownedEvent is an event and its attributes in one allocation.
@@ -420,13 +484,13 @@ func checkUTF8(ec event.EventContext) error {
 	if c, ok := ec.(*event.EventContextV1); ok && c != nil {
 		// The hot path: the fields themselves, no getter copies the context.
 		switch {
-		case !utf8.ValidString(c.ID):
+		case !validText(c.ID):
 			return notUTF8("id")
-		case !utf8.ValidString(c.Type):
+		case !validText(c.Type):
 			return notUTF8("type")
-		case c.Subject != nil && !utf8.ValidString(*c.Subject):
+		case c.Subject != nil && !validText(*c.Subject):
 			return notUTF8("subject")
-		case c.DataContentType != nil && !utf8.ValidString(*c.DataContentType):
+		case c.DataContentType != nil && !validText(*c.DataContentType):
 			return notUTF8("datacontenttype")
 		case !urlUTF8(&c.Source.URL):
 			return notUTF8("source")
@@ -453,6 +517,9 @@ func checkUTF8(ec event.EventContext) error {
 }
 
 func extensionsUTF8(exts map[string]any) error {
+	if len(exts) == 0 {
+		return nil
+	}
 	for name, v := range exts {
 		var ok bool
 		switch v := v.(type) {
@@ -472,7 +539,28 @@ func extensionsUTF8(exts map[string]any) error {
 	return nil
 }
 
-func urlUTF8(u *url.URL) bool { return utf8.ValidString(u.Opaque) && utf8.ValidString(u.RawQuery) }
+func urlUTF8(u *url.URL) bool { return validText(u.Opaque) && validText(u.RawQuery) }
+
+// validText is utf8.ValidString, quicker for the short ASCII text of most
+// attributes: it checks every event of every hop.
+func validText(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			// What precedes is ASCII, so s[i:] starts a rune.
+			return utf8.ValidString(s[i:])
+		}
+	}
+	return true
+}
+
+// blank is strings.TrimSpace(s) == "", quicker for the common text that
+// starts with a printable ASCII character.
+func blank(s string) bool {
+	if len(s) > 0 && s[0] > ' ' && s[0] < utf8.RuneSelf {
+		return false
+	}
+	return strings.TrimSpace(s) == ""
+}
 
 func notUTF8(attr string) error { return fmt.Errorf("%s is not valid UTF-8", attr) }
 
@@ -485,7 +573,7 @@ func plainValid(e event.Event) bool {
 	if !ok || ec == nil || len(e.FieldErrors) > 0 || ec.DataSchema != nil {
 		return false
 	}
-	if strings.TrimSpace(ec.ID) == "" || strings.TrimSpace(ec.Type) == "" {
+	if blank(ec.ID) || blank(ec.Type) {
 		return false
 	}
 	// What URL.String writes for these cannot be blank: "scheme:", or an
@@ -498,7 +586,7 @@ func plainValid(e event.Event) bool {
 	case src.Host == "" && src.Path == "":
 		return false
 	}
-	if ec.Subject != nil && strings.TrimSpace(*ec.Subject) == "" {
+	if ec.Subject != nil && blank(*ec.Subject) {
 		return false
 	}
 	if ec.DataContentType != nil {

@@ -140,7 +140,7 @@ func (p *Parallel) Start(ctx context.Context, opts ...Option) (*Flow, error) {
 				step:       fmt.Sprintf("branches[%d].filter", i),
 				subscriber: br.Filter,
 				subDest:    destination(br.Filter, fmt.Sprintf("%s/branches[%d].filter", name, i)),
-				reply:      channelSink{ch: branchChans[i].ch, name: branchChans[i].name},
+				reply:      newChannelSink(branchChans[i].ch, branchChans[i].name),
 				replyDest:  branchChans[i].name,
 				filterHop:  true,
 			})

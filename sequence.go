@@ -114,7 +114,7 @@ func (s *Sequence) Start(ctx context.Context, opts ...Option) (*Flow, error) {
 			sub.delivery = s.Delivery.clone()
 		}
 		if i+1 < len(s.Steps) {
-			sub.reply = channelSink{ch: chans[i+1], name: names[i+1]}
+			sub.reply = newChannelSink(chans[i+1], names[i+1])
 			sub.replyDest = names[i+1]
 		} else if s.Reply != nil {
 			sub.reply = s.Reply

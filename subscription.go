@@ -124,17 +124,33 @@ func (s *subscription) work(ctx context.Context) {
 // The subscription's wg counts the workers, plus one for the subscription
 // itself until the queue is drained or ctx ends (stop), so that a worker
 // is never added to wg once Shutdown may have seen it reach zero.
+//
+// A waiting worker watches its queue and wake, nothing else: a timer of
+// its own (or ctx.Done) in that select would cost timer and channel locks
+// each time the queue empties, which a flow that keeps up with its input
+// does once per message. Instead one timer per subscription ticks every
+// linger while workers run; a tick that finds no message taken since the
+// last one leaves a token in wake for each worker, and a worker that gets
+// one while the queue is empty retires. A worker so retires after between
+// one and two lingers without a message (a stale token may retire it
+// sooner, which costs a goroutine start, never a message). A hard stop
+// fills wake, so that every waiting worker sees it.
 type demand struct {
 	max     int32
 	linger  time.Duration
-	running atomic.Int32 // workers started and not retired
-	pending atomic.Int64 // messages arrived and not yet taken
+	running atomic.Int32  // workers started and not retired
+	pending atomic.Int64  // messages arrived and not yet taken
+	taken   atomic.Uint64 // messages taken by the workers, for the ticks
 	ctx     context.Context
 	wg      *sync.WaitGroup
 	run     func() // a worker's loop
 
-	mu      sync.Mutex
+	mu      sync.Mutex // guards what follows
 	stopped bool
+	ticking bool          // timer is set to tick
+	seen    uint64        // taken at the last tick
+	timer   *time.Timer   // made by the first worker
+	wake    chan struct{} // made for the first worker
 }
 
 // startOnDemand starts s's workers on demand from q, unless q already
@@ -174,6 +190,10 @@ func (d *demand) arrive() {
 		d.running.Add(-1)
 		return
 	}
+	if d.wake == nil {
+		// Before the first worker, so that a hard stop finds it.
+		d.wake = make(chan struct{}, d.max)
+	}
 	d.wg.Add(1)
 	d.mu.Unlock()
 	go d.run()
@@ -204,20 +224,77 @@ func (d *demand) stop() {
 		d.mu.Unlock()
 		return
 	}
-	d.stopped = true
+	d.stopped, d.ticking = true, false
+	if d.timer != nil {
+		d.timer.Stop()
+	}
+	if d.ctx.Err() != nil {
+		// A hard stop: every waiting worker must see it. (Once drained,
+		// the closed queue tells them.)
+		signal(d.wake, int(d.max))
+	}
 	d.mu.Unlock()
 	d.wg.Done()
+}
+
+// signal leaves up to n tokens in wake.
+func signal(wake chan struct{}, n int) {
+	for range n {
+		select {
+		case wake <- struct{}{}:
+		default:
+			return
+		}
+	}
+}
+
+// watch makes sure that the timer ticks while a worker runs: each worker
+// calls it when it starts, or stays after all. It returns wake.
+func (d *demand) watch() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.ticking || d.stopped || d.linger <= 0 {
+		return d.wake
+	}
+	d.ticking, d.seen = true, d.taken.Load()
+	if d.timer == nil {
+		d.timer = time.AfterFunc(d.linger, d.tick)
+	} else {
+		d.timer.Reset(d.linger)
+	}
+	return d.wake
+}
+
+// tick runs every linger while workers run: if none took a message since
+// the last one, the waiting ones retire.
+func (d *demand) tick() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.ticking {
+		return
+	}
+	n := d.running.Load()
+	if n <= 0 {
+		d.ticking = false
+		return
+	}
+	if t := d.taken.Load(); t != d.seen {
+		d.seen = t
+	} else {
+		signal(d.wake, int(n))
+	}
+	d.timer.Reset(d.linger)
 }
 
 // serve is a worker started on demand: it delivers messages until the
 // queue is empty, drained, or ctx ends.
 func (s *subscription) serve(ctx context.Context, q *memQueue, d *demand) {
 	defer s.wg.Done()
-	var idle *time.Timer
+	wake := d.watch()
 	for {
 		m, ok, empty := q.poll()
-		if empty {
-			m, ok, empty = q.wait(ctx, d.linger, &idle)
+		if empty && d.linger > 0 {
+			m, ok, empty = q.wait(wake)
 		}
 		if empty {
 			if d.retire() {
@@ -225,6 +302,7 @@ func (s *subscription) serve(ctx context.Context, q *memQueue, d *demand) {
 			}
 			// A message is on its way (its publisher is between arrive
 			// and the send): let it finish.
+			d.watch()
 			runtime.Gosched()
 			continue
 		}
@@ -232,6 +310,7 @@ func (s *subscription) serve(ctx context.Context, q *memQueue, d *demand) {
 			d.running.Add(-1)
 			return
 		}
+		d.taken.Add(1)
 		if ctx.Err() != nil {
 			// Stopped hard while a message was ready: leave it undelivered.
 			m.Nack(0)
@@ -244,31 +323,22 @@ func (s *subscription) serve(ctx context.Context, q *memQueue, d *demand) {
 }
 
 // workerLinger is how long a worker started on demand waits for another
-// message before it retires: long enough that a steady trickle of events
-// (one in flight at a time, say) keeps its workers and their grown stacks,
-// short enough that idle flows soon hold none.
+// message before it retires (see [demand]): long enough that a steady
+// trickle of events (one in flight at a time, say) keeps its workers and
+// their grown stacks, short enough that idle flows soon hold none. Zero
+// retires a worker as soon as its queue is empty.
 // A variable for the tests, read when a subscription starts.
 var workerLinger = 100 * time.Millisecond
 
-// wait waits up to linger for a message, as poll reports it; *t is the
-// worker's timer, made on first use.
-func (q *memQueue) wait(ctx context.Context, linger time.Duration, t **time.Timer) (m *memMessage, ok, empty bool) {
-	if *t == nil {
-		*t = time.NewTimer(linger)
-	} else {
-		(*t).Reset(linger)
-	}
+// wait waits for a message, as poll reports it, or a token in wake.
+func (q *memQueue) wait(wake <-chan struct{}) (m *memMessage, ok, empty bool) {
 	select {
 	case m, ok = <-q.queue():
-		(*t).Stop()
 		if ok {
 			q.taken()
 		}
 		return m, ok, false
-	case <-(*t).C:
-		return nil, false, true
-	case <-ctx.Done():
-		(*t).Stop()
+	case <-wake:
 		return nil, false, true
 	}
 }
@@ -393,10 +463,20 @@ func (s *subscription) deliverMessage(ctx context.Context, m Message, attempt in
 			// As Knative: the reply hop carries the subscriber's response headers.
 			header = henv.replyHeader
 		}
-		if tr != nil || header != nil || env.ttl != 0 {
-			rctx = withEnvelope(ctx, &envelope{tr: tr, header: header, out: follow(s.reply, out), ttl: env.ttl})
+		if cs, ok := s.reply.(channelSink); ok && cs.mem != nil {
+			// The envelope straight to the channel: no context to carry it.
+			attempts = 1
+			hp := s.observe(o, RoleReply, s.replyDest)
+			if hp != nil && hp.o.Publish != nil {
+				hp.o.Publish(ctx, cs.name, reply)
+			}
+			err = cs.mem.publish(ctx, reply, &envelope{tr: tr, header: header, ttl: env.ttl})
+		} else {
+			if tr != nil || header != nil || env.ttl != 0 {
+				rctx = withEnvelope(ctx, &envelope{tr: tr, header: header, out: follow(s.reply, out), ttl: env.ttl})
+			}
+			attempts, err = deliver(rctx, hopTarget(s.reply), reply, d, s.observe(o, RoleReply, s.replyDest))
 		}
-		attempts, err = deliver(rctx, hopTarget(s.reply), reply, d, s.observe(o, RoleReply, s.replyDest))
 		dest, replyFailed = s.replyDest, err != nil
 		_, forwarded = s.reply.(channelSink)
 		forwarded = forwarded || s.reentry

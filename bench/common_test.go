@@ -3,6 +3,7 @@ package bench
 import (
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync/atomic"
 	"syscall"
@@ -123,4 +124,21 @@ func measureLatency(b *testing.B, once func()) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[n/2].Nanoseconds()), "p50-ns")
 	b.ReportMetric(float64(lat[min(n*99/100, n-1)].Nanoseconds()), "p99-ns")
+}
+
+// benchCallers calls once b.N times in all from callers goroutines, and
+// then measures the latency of one call at a time.
+func benchCallers(b *testing.B, callers int, once func()) {
+	b.Helper()
+	procs := runtime.GOMAXPROCS(0)
+	b.SetParallelism((callers + procs - 1) / procs)
+	b.ResetTimer()
+	cpu := cpuTime()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			once()
+		}
+	})
+	reportThroughput(b, b.N, cpu)
+	measureLatency(b, once)
 }

@@ -102,3 +102,37 @@ func BenchmarkParallel(b *testing.B) {
 		})
 	}
 }
+
+// handleCallers is how many goroutines call Flow.Handle at once in the
+// Handle benchmarks, and call the branches in turn in their limit.
+const handleCallers = 16
+
+// BenchmarkParallelHandle is BenchmarkParallel fed with Flow.Handle from
+// handleCallers goroutines at once, each waiting for its event to have
+// passed every branch and reached the reply; the flow runs with the default
+// options (one worker per subscription).
+func BenchmarkParallelHandle(b *testing.B) {
+	for _, n := range []int{2, 10} {
+		b.Run(branchesName(n), func(b *testing.B) {
+			b.ReportAllocs()
+			p := parallel(n, nil)
+			p.Reply = flows.HandlerFunc(func(context.Context, event.Event) (*event.Event, error) { return nil, nil })
+			f, err := p.Start(context.Background())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer func() {
+				if err := f.Shutdown(context.Background()); err != nil {
+					b.Error(err)
+				}
+			}()
+			ctx := context.Background()
+			once := func() {
+				if _, err := f.Handle(ctx, newEvent()); err != nil {
+					b.Error(err)
+				}
+			}
+			benchCallers(b, handleCallers, once)
+		})
+	}
+}

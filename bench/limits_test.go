@@ -79,15 +79,7 @@ func BenchmarkLimitBranchesSequentially(b *testing.B) {
 	for _, n := range []int{2, 10} {
 		b.Run(branchesName(n), func(b *testing.B) {
 			b.ReportAllocs()
-			once := func() {
-				e := newEvent()
-				for i := range n {
-					if pass(e) {
-						c := e
-						appendStep(&c, suffix(i))
-					}
-				}
-			}
+			once := func() { branchesInTurn(n) }
 			cpu := cpuTime()
 			for b.Loop() {
 				once()
@@ -100,3 +92,30 @@ func BenchmarkLimitBranchesSequentially(b *testing.B) {
 
 // pass is the filter of every branch: it lets the demo's events in.
 func pass(e event.Event) bool { return e.Type() == "dev.knative.sources.ping" }
+
+// BenchmarkLimitBranchesSequentiallyHandle is the limit of
+// BenchmarkParallelHandle: the same handleCallers goroutines, each calling
+// the branches of its event in turn (as BenchmarkLimitBranchesSequentially
+// does) where the Parallel's callers call Handle. Both then keep every core
+// busy with as many events in flight, and both return to their caller only
+// once every branch has finished with its event.
+func BenchmarkLimitBranchesSequentiallyHandle(b *testing.B) {
+	for _, n := range []int{2, 10} {
+		b.Run(branchesName(n), func(b *testing.B) {
+			b.ReportAllocs()
+			benchCallers(b, handleCallers, func() { branchesInTurn(n) })
+		})
+	}
+}
+
+// branchesInTurn calls n branches' filters and appenders on one event,
+// each branch on its own copy.
+func branchesInTurn(n int) {
+	e := newEvent()
+	for i := range n {
+		if pass(e) {
+			c := e
+			appendStep(&c, suffix(i))
+		}
+	}
+}

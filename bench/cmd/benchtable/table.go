@@ -32,10 +32,13 @@ const (
 
 // The targets of the performance issue.
 var targets = []target{
-	{"3-step Sequence vs Go-channel pipeline, events/s", "BenchmarkSequence3Steps", "BenchmarkLimitGoChannels", "events/s", atLeast, 0.8},
+	{"3-step Sequence vs Go-channel pipeline, events/s", "BenchmarkSequence3Steps", "BenchmarkLimitGoChannels", "events/s", atLeast, 0.85},
 	{"3-step Sequence vs Watermill, events/s", "BenchmarkSequence3Steps", "BenchmarkPeerWatermill", "events/s", atLeast, 8},
 	{"3-step Sequence allocs/event over direct calls", "BenchmarkSequence3Steps", "BenchmarkLimitDirectCalls", "allocs/op", plusAtMost, 6},
 	{"2-branch Parallel vs branches called in turn, events/s", "BenchmarkParallel/branches=2", "BenchmarkLimitBranchesSequentially/branches=2", "events/s", atLeast, 0.8},
+	{"10-branch Parallel vs branches called in turn, events/s", "BenchmarkParallel/branches=10", "BenchmarkLimitBranchesSequentially/branches=10", "events/s", atLeast, 0.8},
+	{"2-branch Parallel, Handle from 16 callers, vs 16 callers calling the branches in turn, events/s", "BenchmarkParallelHandle/branches=2", "BenchmarkLimitBranchesSequentiallyHandle/branches=2", "events/s", atLeast, 0.8},
+	{"10-branch Parallel, Handle from 16 callers, vs 16 callers calling the branches in turn, events/s", "BenchmarkParallelHandle/branches=10", "BenchmarkLimitBranchesSequentiallyHandle/branches=10", "events/s", atLeast, 0.8},
 	{"one HTTP hop vs raw net/http, 1 client", "BenchmarkHTTPHop/clients=1", "BenchmarkLimitHTTPHop/clients=1", "events/s", atLeast, 0.9},
 	{"one HTTP hop vs raw net/http, 32 clients", "BenchmarkHTTPHop/clients=32", "BenchmarkLimitHTTPHop/clients=32", "events/s", atLeast, 0.9},
 	{"3-step HTTP Sequence vs raw chain, 1 client", "BenchmarkHTTPSequence3Steps/clients=1", "BenchmarkLimitHTTPChain3/clients=1", "events/s", atLeast, 0.85},
@@ -53,7 +56,8 @@ var targets = []target{
 
 // Other comparisons worth reading, without a target.
 var comparisons = []target{
-	{"10-branch Parallel vs branches called in turn, events/s", "BenchmarkParallel/branches=10", "BenchmarkLimitBranchesSequentially/branches=10", "events/s", atLeast, 0},
+	{"2-branch Parallel, Handle from 16 callers, vs one caller calling the branches in turn, events/s", "BenchmarkParallelHandle/branches=2", "BenchmarkLimitBranchesSequentially/branches=2", "events/s", atLeast, 0},
+	{"10-branch Parallel, Handle from 16 callers, vs one caller calling the branches in turn, events/s", "BenchmarkParallelHandle/branches=10", "BenchmarkLimitBranchesSequentially/branches=10", "events/s", atLeast, 0},
 	{"3-step Sequence vs direct calls, events/s", "BenchmarkSequence3Steps", "BenchmarkLimitDirectCalls", "events/s", atLeast, 0},
 	{"p50 latency vs Go channels", "BenchmarkSequence3Steps", "BenchmarkLimitGoChannels", "p50-ns", atMost, 0},
 	{"HTTP hop p99 vs raw, 1 client", "BenchmarkHTTPHop/clients=1", "BenchmarkLimitHTTPHop/clients=1", "p99-ns", atMost, 0},
