@@ -426,7 +426,9 @@ func BenchmarkHTTPSequence3Steps(b *testing.B) {
 
 // BenchmarkLimitHTTPServe is a raw net/http client posting to
 // rawEventServer: the reference of BenchmarkHTTPServe.
-func BenchmarkLimitHTTPServe(b *testing.B) { benchServe(b, rawEventServer(suffix(0), true), http.StatusOK) }
+func BenchmarkLimitHTTPServe(b *testing.B) {
+	benchServe(b, rawEventServer(suffix(0), true), http.StatusOK)
+}
 
 // BenchmarkLimitIngressServe is a raw net/http client posting to
 // rawEventServer without reply: the reference of BenchmarkIngressServe.
