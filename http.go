@@ -193,11 +193,16 @@ func (t *HTTPTarget) post(ctx context.Context, e event.Event, preferReply bool, 
 	}
 	if o := observerFrom(ctx).active(ctx); o != nil && o.Request != nil {
 		// Before encoding: the hook may set extensions (trace context).
-		o.Request(ctx, &e, req.Header)
+		// (Through a copy: &e itself would make e escape on every call.)
+		p := new(event.Event)
+		*p = e
+		o.Request(ctx, p, req.Header)
+		e = *p
 	}
 	var written bool
 	if !t.Structured {
-		written, err = newBinaryRequest(req, &e)
+		written, err = newBinaryRequest(req, &e, preferReply)
+		preferReply = preferReply && !written // set with the attributes
 	}
 	if !written && err == nil {
 		wctx := binding.WithForceBinary(ctx)

@@ -40,18 +40,20 @@ const (
 	hTime        = "Ce-Time"
 )
 
-// binaryHeader writes the attributes of e to h as binary-mode headers. It
-// reports false, having written nothing, if e is not a CloudEvents 1.0
-// event whose extension names the fast path knows how to write, and writes
-// nothing either if an extension cannot be formatted.
-func binaryHeader(h http.Header, e *event.Event) (bool, error) {
+// binaryHeader writes the attributes of e to h as binary-mode headers,
+// and the header extra (a name and its value) if it is set. It reports
+// false, having written nothing, if e is not a CloudEvents 1.0 event whose
+// extension names the fast path knows how to write, and writes nothing
+// either if an extension cannot be formatted.
+func binaryHeader(h http.Header, e *event.Event, extra [2]string) (bool, error) {
 	ec, ok := e.Context.(*event.EventContextV1)
 	if !ok || ec == nil {
 		return false, nil
 	}
-	// One backing array for all the header values; extensions first, so
-	// that a bad one leaves h untouched.
-	vals := make([]string, 0, 8+len(ec.Extensions))
+	// One backing array for all the header values (8 attributes at most,
+	// the extra header, the extensions); extensions first, so that a bad
+	// one leaves h untouched.
+	vals := make([]string, 0, 9+len(ec.Extensions))
 	var names []string
 	if len(ec.Extensions) > 0 {
 		names = make([]string, 0, len(ec.Extensions))
@@ -91,6 +93,9 @@ func binaryHeader(h http.Header, e *event.Event) (bool, error) {
 	if ec.Time != nil && !ec.Time.IsZero() {
 		set(hTime, types.FormatTime(ec.Time.Time))
 	}
+	if extra[0] != "" {
+		set(extra[0], extra[1])
+	}
 	return true, nil
 }
 
@@ -105,16 +110,23 @@ func extensionHeader(name string) string {
 	return "Ce-" + name
 }
 
-// newBinaryRequest builds the POST of e to url in binary mode; it reports
-// false if e is not for the fast path.
-func newBinaryRequest(req *http.Request, e *event.Event) (bool, error) {
-	ok, err := binaryHeader(req.Header, e)
+// newBinaryRequest makes req the POST of e in binary mode, with "Prefer:
+// reply" if preferReply; it reports false, having changed nothing, if e is
+// not for the fast path.
+func newBinaryRequest(req *http.Request, e *event.Event, preferReply bool) (bool, error) {
+	var extra [2]string
+	if preferReply {
+		extra = [2]string{"Prefer", "reply"}
+	}
+	ok, err := binaryHeader(req.Header, e, extra)
 	if !ok || err != nil {
 		return ok, err
 	}
 	if data := e.Data(); len(data) > 0 {
-		r := bytes.NewReader(data)
-		req.Body = io.NopCloser(r)
+		// A *bytes.Reader in io.NopCloser, not a type of our own: net/http
+		// writes the headers and the body of a body it knows to be in
+		// memory in one write, others in two.
+		req.Body = io.NopCloser(bytes.NewReader(data))
 		req.ContentLength = int64(len(data))
 		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }
 	}
@@ -125,13 +137,14 @@ func newBinaryRequest(req *http.Request, e *event.Event) (bool, error) {
 // reports false, having written nothing, if e is not for the fast path.
 func writeBinaryResponse(w http.ResponseWriter, e *event.Event, status int) (bool, error) {
 	h := w.Header()
-	ok, err := binaryHeader(h, e)
+	data := e.Data()
+	var extra [2]string
+	if len(data) > 0 {
+		extra = [2]string{"Content-Length", strconv.Itoa(len(data))}
+	}
+	ok, err := binaryHeader(h, e, extra)
 	if !ok || err != nil {
 		return ok, err
-	}
-	data := e.Data()
-	if len(data) > 0 {
-		h["Content-Length"] = []string{strconv.Itoa(len(data))}
 	}
 	w.WriteHeader(status)
 	if len(data) > 0 {
@@ -263,16 +276,15 @@ func readBinary(h http.Header, body io.Reader, size, limit int64) (*event.Event,
 	if ct := h[hContentType]; len(ct) > 0 && format.Lookup(ct[0]) != nil {
 		return nil, errNotBinary // structured or batched
 	}
-	for k := range h {
+	o := new(ownedEvent)
+	ec := &o.ec
+	var malformedErr error // reported once the whole header is known to be for the fast path
+	for k, v := range h {
 		if len(k) >= 3 && strings.EqualFold(k[:3], "ce-") && k[:3] != "Ce-" ||
 			k != hContentType && strings.EqualFold(k, hContentType) {
 			return nil, errNotBinary
 		}
-	}
-	o := new(ownedEvent)
-	ec := &o.ec
-	for k, v := range h {
-		if len(v) == 0 {
+		if len(v) == 0 || malformedErr != nil {
 			continue
 		}
 		var err error
@@ -306,8 +318,11 @@ func readBinary(h http.Header, body io.Reader, size, limit int64) (*event.Event,
 			err = ec.SetExtension(string(lower(k[3]))+k[4:], v[0])
 		}
 		if err != nil {
-			return nil, decodeErr(malformed, fmt.Errorf("header %s: %w", k, err))
+			malformedErr = decodeErr(malformed, fmt.Errorf("header %s: %w", k, err))
 		}
+	}
+	if malformedErr != nil {
+		return nil, malformedErr
 	}
 	o.e.Context = ec
 	data, err := readBody(body, size, limit)

@@ -72,12 +72,21 @@ func TestBinaryRequestIsTheSDKs(t *testing.T) {
 				t.Fatal(err)
 			}
 			got, _ := http.NewRequest(http.MethodPost, "http://x", nil)
-			if ok, err := newBinaryRequest(got, &e); !ok || err != nil {
+			if ok, err := newBinaryRequest(got, &e, false); !ok || err != nil {
 				t.Fatalf("newBinaryRequest = %v, %v", ok, err)
 			}
 			if !reflect.DeepEqual(got.Header, want.Header) {
 				t.Errorf("headers\n got %v\nwant %v", got.Header, want.Header)
 			}
+			prefer, _ := http.NewRequest(http.MethodPost, "http://x", nil)
+			if ok, err := newBinaryRequest(prefer, &e, true); !ok || err != nil {
+				t.Fatalf("newBinaryRequest with Prefer = %v, %v", ok, err)
+			}
+			want.Header.Set("Prefer", "reply")
+			if !reflect.DeepEqual(prefer.Header, want.Header) {
+				t.Errorf("headers with Prefer\n got %v\nwant %v", prefer.Header, want.Header)
+			}
+			want.Header.Del("Prefer")
 			if got.ContentLength != want.ContentLength || !bytes.Equal(body(t, got.Body), body(t, want.Body)) {
 				t.Errorf("body differs")
 			}

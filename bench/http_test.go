@@ -414,6 +414,26 @@ func BenchmarkHTTPHop(b *testing.B) {
 	}
 }
 
+// BenchmarkHTTPTarget calls the HTTPTarget of BenchmarkHTTPHop directly,
+// without a flow around it: the part of the hop that is the HTTP client's,
+// apart from the flow's hand-off to a worker and its tracking of the event.
+func BenchmarkHTTPTarget(b *testing.B) {
+	for _, clients := range clientCounts {
+		b.Run(clientsName(clients), func(b *testing.B) {
+			servers := rawAppenders(b, 1)
+			t := flows.HTTP(servers[0].URL)
+			ctx := context.Background()
+			benchHTTP(b, clients, servers, func() error {
+				reply, err := t.Handle(ctx, newEvent())
+				if err == nil && reply == nil {
+					err = errors.New("no reply")
+				}
+				return err
+			})
+		})
+	}
+}
+
 // BenchmarkHTTPSequence3Steps is the seed demo's Sequence with its three
 // appenders behind HTTP.
 func BenchmarkHTTPSequence3Steps(b *testing.B) {
