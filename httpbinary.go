@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/binding"
@@ -41,11 +43,12 @@ const (
 )
 
 // binaryHeader writes the attributes of e to h as binary-mode headers,
-// and the header extra (a name and its value) if it is set. It reports
+// and the header extra (a name and its value) if it is set; sources (which
+// may be nil) formats the source attribute. It reports
 // false, having written nothing, if e is not a CloudEvents 1.0 event whose
 // extension names the fast path knows how to write, and writes nothing
 // either if an extension cannot be formatted.
-func binaryHeader(h http.Header, e *event.Event, extra [2]string) (bool, error) {
+func binaryHeader(h http.Header, e *event.Event, extra [2]string, sources *sourceCache) (bool, error) {
 	ec, ok := e.Context.(*event.EventContextV1)
 	if !ok || ec == nil {
 		return false, nil
@@ -78,7 +81,7 @@ func binaryHeader(h http.Header, e *event.Event, extra [2]string) (bool, error) 
 		}
 	}
 	set(hID, ec.ID)
-	set(hSource, ec.Source.String())
+	set(hSource, sources.format(&ec.Source.URL))
 	set(hSpecVersion, event.CloudEventsVersionV1)
 	set(hType, ec.Type)
 	if ec.DataContentType != nil {
@@ -113,12 +116,12 @@ func extensionHeader(name string) string {
 // newBinaryRequest makes req the POST of e in binary mode, with "Prefer:
 // reply" if preferReply; it reports false, having changed nothing, if e is
 // not for the fast path.
-func newBinaryRequest(req *http.Request, e *event.Event, preferReply bool) (bool, error) {
+func newBinaryRequest(req *http.Request, e *event.Event, preferReply bool, sources *sourceCache) (bool, error) {
 	var extra [2]string
 	if preferReply {
 		extra = [2]string{"Prefer", "reply"}
 	}
-	ok, err := binaryHeader(req.Header, e, extra)
+	ok, err := binaryHeader(req.Header, e, extra, sources)
 	if !ok || err != nil {
 		return ok, err
 	}
@@ -136,13 +139,18 @@ func newBinaryRequest(req *http.Request, e *event.Event, preferReply bool) (bool
 // writeBinaryResponse writes e as a binary-mode response with status; it
 // reports false, having written nothing, if e is not for the fast path.
 func writeBinaryResponse(w http.ResponseWriter, e *event.Event, status int) (bool, error) {
+	return writeBinaryResponseWith(w, e, status, nil)
+}
+
+// writeBinaryResponseWith is writeBinaryResponse with a cache of sources.
+func writeBinaryResponseWith(w http.ResponseWriter, e *event.Event, status int, sources *sourceCache) (bool, error) {
 	h := w.Header()
 	data := e.Data()
 	var extra [2]string
 	if len(data) > 0 {
 		extra = [2]string{"Content-Length", strconv.Itoa(len(data))}
 	}
-	ok, err := binaryHeader(h, e, extra)
+	ok, err := binaryHeader(h, e, extra, sources)
 	if !ok || err != nil {
 		return ok, err
 	}
@@ -196,12 +204,17 @@ var errBatch = decodeErr(unsupported, errors.New("batches of events are not supp
 // panic in either is the last line of defence: it is recovered as a
 // malformed message.
 func decodeMessage(ctx context.Context, h http.Header, body io.Reader, size, limit int64) (e *event.Event, err error) {
+	return decodeMessageWith(ctx, h, body, size, limit, nil)
+}
+
+// decodeMessageWith is decodeMessage with a cache of sources (nil: none).
+func decodeMessageWith(ctx context.Context, h http.Header, body io.Reader, size, limit int64, sources *sourceCache) (e *event.Event, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			e, err = nil, decodeErr(malformed, fmt.Errorf("cannot be decoded: %v", r))
 		}
 	}()
-	e, err = readBinary(h, body, size, limit)
+	e, err = readBinaryWith(h, body, size, limit, sources)
 	if errors.Is(err, errNotBinary) {
 		e, err = readSDK(ctx, h, body, size, limit)
 	}
@@ -270,6 +283,12 @@ func sdkHeader(h http.Header) (http.Header, error) {
 // message, including one in structured mode or with a header name that is
 // not canonical.
 func readBinary(h http.Header, body io.Reader, size, limit int64) (*event.Event, error) {
+	return readBinaryWith(h, body, size, limit, nil)
+}
+
+// readBinaryWith is readBinary, parsing the source attribute through
+// sources (nil: none).
+func readBinaryWith(h http.Header, body io.Reader, size, limit int64, sources *sourceCache) (*event.Event, error) {
 	if sv := h[hSpecVersion]; len(sv) == 0 || sv[0] != event.CloudEventsVersionV1 {
 		return nil, errNotBinary
 	}
@@ -293,7 +312,7 @@ func readBinary(h http.Header, body io.Reader, size, limit int64) (*event.Event,
 		case hID:
 			err = ec.SetID(v[0])
 		case hSource:
-			err = ec.SetSource(v[0])
+			err = sources.parse(ec, v[0])
 		case hType:
 			err = ec.SetType(v[0])
 		case hContentType:
@@ -379,6 +398,54 @@ func readBody(r io.Reader, size, limit int64) ([]byte, error) {
 
 func errTooLarge(limit int64) error {
 	return decodeErr(tooLarge, fmt.Errorf("%w: the body exceeds the limit of %d bytes", ErrTooLarge, limit))
+}
+
+// A sourceCache keeps one source attribute both parsed and formatted, so
+// that the events of one producer, whose source stays the same, are not
+// parsed (url.Parse) and formatted (URL.String) again at every hop. It
+// keeps the first source it parses that formats back to the same text:
+// a producer whose sources vary pays what it would without it, and no more. The zero value is ready; a nil one
+// caches nothing. It is safe for concurrent use.
+type sourceCache struct{ p atomic.Pointer[cachedSource] }
+
+type cachedSource struct {
+	s string  // as written
+	u url.URL // as parsed from s
+}
+
+// parse sets the source of ec from s, as ec.SetSource(s) does.
+func (c *sourceCache) parse(ec *event.EventContextV1, s string) error {
+	if c == nil {
+		return ec.SetSource(s)
+	}
+	if p := c.p.Load(); p != nil {
+		if p.s == s {
+			ec.Source = types.URIRef{URL: p.u}
+			return nil
+		}
+		return ec.SetSource(s)
+	}
+	if err := ec.SetSource(s); err != nil {
+		return err
+	}
+	// Only a source that formats back as it was written, so that both
+	// ways give what the SDK would. (A copy of s: it is part of a header,
+	// which the cache must not keep.)
+	if ec.Source.String() == s {
+		c.p.CompareAndSwap(nil, &cachedSource{s: strings.Clone(s), u: ec.Source.URL})
+	}
+	return nil
+}
+
+// format returns u.String().
+func (c *sourceCache) format(u *url.URL) string {
+	if c == nil {
+		return u.String()
+	}
+	if p := c.p.Load(); p != nil && p.u == *u {
+		return p.s
+	}
+	return u.String()
 }
 
 func lower(c byte) byte {
