@@ -82,8 +82,9 @@ type HTTPTarget struct {
 	// which copies them once more.
 	MaxReplyBytes int64
 
-	once   sync.Once
-	client *http.Client
+	once    sync.Once
+	client  *http.Client
+	sources sourceCache
 }
 
 // HTTP returns an [HTTPTarget] for url with the default settings.
@@ -193,11 +194,16 @@ func (t *HTTPTarget) post(ctx context.Context, e event.Event, preferReply bool, 
 	}
 	if o := observerFrom(ctx).active(ctx); o != nil && o.Request != nil {
 		// Before encoding: the hook may set extensions (trace context).
-		o.Request(ctx, &e, req.Header)
+		// (Through a copy: &e itself would make e escape on every call.)
+		p := new(event.Event)
+		*p = e
+		o.Request(ctx, p, req.Header)
+		e = *p
 	}
 	var written bool
 	if !t.Structured {
-		written, err = newBinaryRequest(req, &e)
+		written, err = newBinaryRequest(req, &e, preferReply, &t.sources)
+		preferReply = preferReply && !written // set with the attributes
 	}
 	if !written && err == nil {
 		wctx := binding.WithForceBinary(ctx)
@@ -231,9 +237,9 @@ func (t *HTTPTarget) post(ctx context.Context, e event.Event, preferReply bool, 
 	limit := t.maxReplyBytes(ctx)
 	var reply *event.Event
 	if namespace != "" {
-		reply, err = readTriggerReply(ctx, t.URL, resp, limit)
+		reply, err = readTriggerReply(ctx, t.URL, resp, limit, &t.sources)
 	} else {
-		reply, err = readReply(ctx, t.URL, resp, limit)
+		reply, err = readReply(ctx, t.URL, resp, limit, &t.sources)
 	}
 	if reply == nil && !errors.Is(err, ErrTooLarge) {
 		// A reply event was read to its end. Of any other answer a short
@@ -246,7 +252,7 @@ func (t *HTTPTarget) post(ctx context.Context, e event.Event, preferReply bool, 
 }
 
 // readReply reads the answer of target: its event, no event, or why it failed.
-func readReply(ctx context.Context, target string, resp *http.Response, limit int64) (*event.Event, error) {
+func readReply(ctx context.Context, target string, resp *http.Response, limit int64, sources *sourceCache) (*event.Event, error) {
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, MaxErrorBody))
 		return nil, &HTTPError{
@@ -256,7 +262,7 @@ func readReply(ctx context.Context, target string, resp *http.Response, limit in
 			RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
 		}
 	}
-	reply, err := decodeMessage(ctx, resp.Header, resp.Body, resp.ContentLength, limit)
+	reply, err := decodeMessageWith(ctx, resp.Header, resp.Body, resp.ContentLength, limit, sources)
 	if err == nil {
 		return reply, nil
 	}
@@ -284,12 +290,12 @@ func readReply(ctx context.Context, target string, resp *http.Response, limit in
 // and the body (its first [MaxErrorBody] bytes), which is retried and
 // dead-lettered. An empty 2xx body is no event; a body over the limit and
 // one that cannot be read fail as for any target.
-func readTriggerReply(ctx context.Context, target string, resp *http.Response, limit int64) (*event.Event, error) {
+func readTriggerReply(ctx context.Context, target string, resp *http.Response, limit int64, sources *sourceCache) (*event.Event, error) {
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return readReply(ctx, target, resp, limit)
+		return readReply(ctx, target, resp, limit, sources)
 	}
 	rec := &headRecorder{r: resp.Body}
-	reply, err := decodeMessage(ctx, resp.Header, rec, resp.ContentLength, limit)
+	reply, err := decodeMessageWith(ctx, resp.Header, rec, resp.ContentLength, limit, sources)
 	if err == nil {
 		return reply, nil
 	}
@@ -493,7 +499,7 @@ func NewHTTPHandler(h Handler, opts ...IngressOption) http.Handler {
 		if !ok {
 			return
 		}
-		e, status, err := readEvent(r)
+		e, status, err := readEventWith(r, &in.sources)
 		if err != nil {
 			in.refuse(w, r, status, err.Error())
 			return
@@ -535,7 +541,7 @@ func NewHTTPHandler(h Handler, opts ...IngressOption) http.Handler {
 			w.WriteHeader(http.StatusAccepted)
 			return
 		}
-		written, err := writeBinaryResponse(w, reply, http.StatusOK)
+		written, err := writeBinaryResponseWith(w, reply, http.StatusOK, &in.sources)
 		if !written && err == nil {
 			err = cehttp.WriteResponseWriter(binding.WithForceBinary(r.Context()), binding.ToMessage(reply), http.StatusOK, w)
 		}

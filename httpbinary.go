@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/binding"
@@ -40,18 +42,21 @@ const (
 	hTime        = "Ce-Time"
 )
 
-// binaryHeader writes the attributes of e to h as binary-mode headers. It
-// reports false, having written nothing, if e is not a CloudEvents 1.0
-// event whose extension names the fast path knows how to write, and writes
-// nothing either if an extension cannot be formatted.
-func binaryHeader(h http.Header, e *event.Event) (bool, error) {
+// binaryHeader writes the attributes of e to h as binary-mode headers,
+// and the header extra (a name and its value) if it is set; sources (which
+// may be nil) formats the source attribute. It reports
+// false, having written nothing, if e is not a CloudEvents 1.0 event whose
+// extension names the fast path knows how to write, and writes nothing
+// either if an extension cannot be formatted.
+func binaryHeader(h http.Header, e *event.Event, extra [2]string, sources *sourceCache) (bool, error) {
 	ec, ok := e.Context.(*event.EventContextV1)
 	if !ok || ec == nil {
 		return false, nil
 	}
-	// One backing array for all the header values; extensions first, so
-	// that a bad one leaves h untouched.
-	vals := make([]string, 0, 8+len(ec.Extensions))
+	// One backing array for all the header values (8 attributes at most,
+	// the extra header, the extensions); extensions first, so that a bad
+	// one leaves h untouched.
+	vals := make([]string, 0, 9+len(ec.Extensions))
 	var names []string
 	if len(ec.Extensions) > 0 {
 		names = make([]string, 0, len(ec.Extensions))
@@ -76,7 +81,7 @@ func binaryHeader(h http.Header, e *event.Event) (bool, error) {
 		}
 	}
 	set(hID, ec.ID)
-	set(hSource, ec.Source.String())
+	set(hSource, sources.format(&ec.Source.URL))
 	set(hSpecVersion, event.CloudEventsVersionV1)
 	set(hType, ec.Type)
 	if ec.DataContentType != nil {
@@ -90,6 +95,9 @@ func binaryHeader(h http.Header, e *event.Event) (bool, error) {
 	}
 	if ec.Time != nil && !ec.Time.IsZero() {
 		set(hTime, types.FormatTime(ec.Time.Time))
+	}
+	if extra[0] != "" {
+		set(extra[0], extra[1])
 	}
 	return true, nil
 }
@@ -105,16 +113,23 @@ func extensionHeader(name string) string {
 	return "Ce-" + name
 }
 
-// newBinaryRequest builds the POST of e to url in binary mode; it reports
-// false if e is not for the fast path.
-func newBinaryRequest(req *http.Request, e *event.Event) (bool, error) {
-	ok, err := binaryHeader(req.Header, e)
+// newBinaryRequest makes req the POST of e in binary mode, with "Prefer:
+// reply" if preferReply; it reports false, having changed nothing, if e is
+// not for the fast path.
+func newBinaryRequest(req *http.Request, e *event.Event, preferReply bool, sources *sourceCache) (bool, error) {
+	var extra [2]string
+	if preferReply {
+		extra = [2]string{"Prefer", "reply"}
+	}
+	ok, err := binaryHeader(req.Header, e, extra, sources)
 	if !ok || err != nil {
 		return ok, err
 	}
 	if data := e.Data(); len(data) > 0 {
-		r := bytes.NewReader(data)
-		req.Body = io.NopCloser(r)
+		// A *bytes.Reader in io.NopCloser, not a type of our own: net/http
+		// writes the headers and the body of a body it knows to be in
+		// memory in one write, others in two.
+		req.Body = io.NopCloser(bytes.NewReader(data))
 		req.ContentLength = int64(len(data))
 		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }
 	}
@@ -124,14 +139,20 @@ func newBinaryRequest(req *http.Request, e *event.Event) (bool, error) {
 // writeBinaryResponse writes e as a binary-mode response with status; it
 // reports false, having written nothing, if e is not for the fast path.
 func writeBinaryResponse(w http.ResponseWriter, e *event.Event, status int) (bool, error) {
+	return writeBinaryResponseWith(w, e, status, nil)
+}
+
+// writeBinaryResponseWith is writeBinaryResponse with a cache of sources.
+func writeBinaryResponseWith(w http.ResponseWriter, e *event.Event, status int, sources *sourceCache) (bool, error) {
 	h := w.Header()
-	ok, err := binaryHeader(h, e)
+	data := e.Data()
+	var extra [2]string
+	if len(data) > 0 {
+		extra = [2]string{"Content-Length", strconv.Itoa(len(data))}
+	}
+	ok, err := binaryHeader(h, e, extra, sources)
 	if !ok || err != nil {
 		return ok, err
-	}
-	data := e.Data()
-	if len(data) > 0 {
-		h["Content-Length"] = []string{strconv.Itoa(len(data))}
 	}
 	w.WriteHeader(status)
 	if len(data) > 0 {
@@ -183,12 +204,17 @@ var errBatch = decodeErr(unsupported, errors.New("batches of events are not supp
 // panic in either is the last line of defence: it is recovered as a
 // malformed message.
 func decodeMessage(ctx context.Context, h http.Header, body io.Reader, size, limit int64) (e *event.Event, err error) {
+	return decodeMessageWith(ctx, h, body, size, limit, nil)
+}
+
+// decodeMessageWith is decodeMessage with a cache of sources (nil: none).
+func decodeMessageWith(ctx context.Context, h http.Header, body io.Reader, size, limit int64, sources *sourceCache) (e *event.Event, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			e, err = nil, decodeErr(malformed, fmt.Errorf("cannot be decoded: %v", r))
 		}
 	}()
-	e, err = readBinary(h, body, size, limit)
+	e, err = readBinaryWith(h, body, size, limit, sources)
 	if errors.Is(err, errNotBinary) {
 		e, err = readSDK(ctx, h, body, size, limit)
 	}
@@ -257,22 +283,27 @@ func sdkHeader(h http.Header) (http.Header, error) {
 // message, including one in structured mode or with a header name that is
 // not canonical.
 func readBinary(h http.Header, body io.Reader, size, limit int64) (*event.Event, error) {
+	return readBinaryWith(h, body, size, limit, nil)
+}
+
+// readBinaryWith is readBinary, parsing the source attribute through
+// sources (nil: none).
+func readBinaryWith(h http.Header, body io.Reader, size, limit int64, sources *sourceCache) (*event.Event, error) {
 	if sv := h[hSpecVersion]; len(sv) == 0 || sv[0] != event.CloudEventsVersionV1 {
 		return nil, errNotBinary
 	}
 	if ct := h[hContentType]; len(ct) > 0 && format.Lookup(ct[0]) != nil {
 		return nil, errNotBinary // structured or batched
 	}
-	for k := range h {
+	o := new(ownedEvent)
+	ec := &o.ec
+	var malformedErr error // reported once the whole header is known to be for the fast path
+	for k, v := range h {
 		if len(k) >= 3 && strings.EqualFold(k[:3], "ce-") && k[:3] != "Ce-" ||
 			k != hContentType && strings.EqualFold(k, hContentType) {
 			return nil, errNotBinary
 		}
-	}
-	o := new(ownedEvent)
-	ec := &o.ec
-	for k, v := range h {
-		if len(v) == 0 {
+		if len(v) == 0 || malformedErr != nil {
 			continue
 		}
 		var err error
@@ -281,7 +312,7 @@ func readBinary(h http.Header, body io.Reader, size, limit int64) (*event.Event,
 		case hID:
 			err = ec.SetID(v[0])
 		case hSource:
-			err = ec.SetSource(v[0])
+			err = sources.parse(ec, v[0])
 		case hType:
 			err = ec.SetType(v[0])
 		case hContentType:
@@ -306,8 +337,11 @@ func readBinary(h http.Header, body io.Reader, size, limit int64) (*event.Event,
 			err = ec.SetExtension(string(lower(k[3]))+k[4:], v[0])
 		}
 		if err != nil {
-			return nil, decodeErr(malformed, fmt.Errorf("header %s: %w", k, err))
+			malformedErr = decodeErr(malformed, fmt.Errorf("header %s: %w", k, err))
 		}
+	}
+	if malformedErr != nil {
+		return nil, malformedErr
 	}
 	o.e.Context = ec
 	data, err := readBody(body, size, limit)
@@ -364,6 +398,54 @@ func readBody(r io.Reader, size, limit int64) ([]byte, error) {
 
 func errTooLarge(limit int64) error {
 	return decodeErr(tooLarge, fmt.Errorf("%w: the body exceeds the limit of %d bytes", ErrTooLarge, limit))
+}
+
+// A sourceCache keeps one source attribute both parsed and formatted, so
+// that the events of one producer, whose source stays the same, are not
+// parsed (url.Parse) and formatted (URL.String) again at every hop. It
+// keeps the first source it parses that formats back to the same text:
+// a producer whose sources vary pays what it would without it, and no more. The zero value is ready; a nil one
+// caches nothing. It is safe for concurrent use.
+type sourceCache struct{ p atomic.Pointer[cachedSource] }
+
+type cachedSource struct {
+	s string  // as written
+	u url.URL // as parsed from s
+}
+
+// parse sets the source of ec from s, as ec.SetSource(s) does.
+func (c *sourceCache) parse(ec *event.EventContextV1, s string) error {
+	if c == nil {
+		return ec.SetSource(s)
+	}
+	if p := c.p.Load(); p != nil {
+		if p.s == s {
+			ec.Source = types.URIRef{URL: p.u}
+			return nil
+		}
+		return ec.SetSource(s)
+	}
+	if err := ec.SetSource(s); err != nil {
+		return err
+	}
+	// Only a source that formats back as it was written, so that both
+	// ways give what the SDK would. (A copy of s: it is part of a header,
+	// which the cache must not keep.)
+	if ec.Source.String() == s {
+		c.p.CompareAndSwap(nil, &cachedSource{s: strings.Clone(s), u: ec.Source.URL})
+	}
+	return nil
+}
+
+// format returns u.String().
+func (c *sourceCache) format(u *url.URL) string {
+	if c == nil {
+		return u.String()
+	}
+	if p := c.p.Load(); p != nil && p.u == *u {
+		return p.s
+	}
+	return u.String()
 }
 
 func lower(c byte) byte {

@@ -72,12 +72,25 @@ func TestBinaryRequestIsTheSDKs(t *testing.T) {
 				t.Fatal(err)
 			}
 			got, _ := http.NewRequest(http.MethodPost, "http://x", nil)
-			if ok, err := newBinaryRequest(got, &e); !ok || err != nil {
+			if ok, err := newBinaryRequest(got, &e, false, nil); !ok || err != nil {
 				t.Fatalf("newBinaryRequest = %v, %v", ok, err)
 			}
 			if !reflect.DeepEqual(got.Header, want.Header) {
 				t.Errorf("headers\n got %v\nwant %v", got.Header, want.Header)
 			}
+			// With Prefer, and a cache of sources (its miss, then its hit).
+			var sources sourceCache
+			want.Header.Set("Prefer", "reply")
+			for range 2 {
+				prefer, _ := http.NewRequest(http.MethodPost, "http://x", nil)
+				if ok, err := newBinaryRequest(prefer, &e, true, &sources); !ok || err != nil {
+					t.Fatalf("newBinaryRequest with Prefer = %v, %v", ok, err)
+				}
+				if !reflect.DeepEqual(prefer.Header, want.Header) {
+					t.Errorf("headers with Prefer\n got %v\nwant %v", prefer.Header, want.Header)
+				}
+			}
+			want.Header.Del("Prefer")
 			if got.ContentLength != want.ContentLength || !bytes.Equal(body(t, got.Body), body(t, want.Body)) {
 				t.Errorf("body differs")
 			}
@@ -198,4 +211,34 @@ func body(t *testing.T, r io.Reader) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestSourceCacheIsTheSDKs checks that a cached source is parsed and
+// formatted as the SDK does, on a miss, on a hit, and for a source other
+// than the one cached.
+func TestSourceCacheIsTheSDKs(t *testing.T) {
+	sources := []string{"/bench", "https://example.com/a/b?c=d#e", "urn:uuid:6e8bc430", "http://user:pw@h:80/p", "%zz", "", "/b%20c",
+		"HTTP://Example.COM/a", "http://h/a%2fb", "mailto:X@y", "http://h/a b", "http://[::1]:80/x", "//h/p?q"}
+	for _, first := range sources {
+		var c sourceCache
+		for _, s := range append([]string{first, first}, sources...) {
+			var want, got event.EventContextV1
+			wantErr := want.SetSource(s)
+			gotErr := c.parse(&got, s)
+			if (gotErr == nil) != (wantErr == nil) || !reflect.DeepEqual(got.Source, want.Source) {
+				t.Errorf("cache of %q: parse(%q) = %v, %v; SetSource: %v, %v", first, s, got.Source, gotErr, want.Source, wantErr)
+			}
+			if wantErr != nil {
+				continue
+			}
+			if f := c.format(&want.Source.URL); f != want.Source.String() {
+				t.Errorf("cache of %q: format(%q) = %q, want %q", first, s, f, want.Source.String())
+			}
+		}
+	}
+	var none *sourceCache
+	var ec event.EventContextV1
+	if err := none.parse(&ec, "/x"); err != nil || none.format(&ec.Source.URL) != "/x" {
+		t.Errorf("nil cache: %v, %q", err, none.format(&ec.Source.URL))
+	}
 }

@@ -243,6 +243,7 @@ type Ingress struct {
 	wait         time.Duration
 	log          *slog.Logger
 	obs          *Observer
+	sources      sourceCache // of the events it reads (and NewHTTPHandler's replies)
 }
 
 // publisher is what this package's senders ([Flow], [ChannelSender]) do
@@ -311,7 +312,7 @@ func (in *Ingress) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// Given back once the event is in the flow, or refused.
 	defer func() { in.budget.release(reserved) }()
-	e, status, err := readEvent(r)
+	e, status, err := readEventWith(r, &in.sources)
 	if err != nil {
 		in.refuse(w, r, status, err.Error())
 		return
@@ -557,8 +558,11 @@ func (c *waitContext) stop() {
 // readEvent decodes the request's CloudEvent, or says which status to
 // answer: 400 for what is not a valid CloudEvent, 415 for a CloudEvents
 // format or a batch that is not supported, 413 for a body over its limit.
-func readEvent(r *http.Request) (*event.Event, int, error) {
-	e, err := decodeMessage(r.Context(), r.Header, r.Body, r.ContentLength, 0)
+func readEvent(r *http.Request) (*event.Event, int, error) { return readEventWith(r, nil) }
+
+// readEventWith is readEvent with a cache of sources.
+func readEventWith(r *http.Request, sources *sourceCache) (*event.Event, int, error) {
+	e, err := decodeMessageWith(r.Context(), r.Header, r.Body, r.ContentLength, 0, sources)
 	if err == nil {
 		return e, 0, nil
 	}

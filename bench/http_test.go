@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -104,8 +106,102 @@ var ceHeaders = http.Header{
 	"Content-Type":   {"application/json"},
 }
 
+// rawEventServer does with net/http and the SDK's event type alone what
+// NewHTTPHandler does serving the Typed appender (and, without reply, what
+// a synchronous Ingress in front of a one-step Sequence of it does): it
+// decodes the binary-mode event (its attributes from the headers, with the
+// SDK's setters, checking those a CloudEvent must have; its data from the
+// body), decodes the data, appends, encodes, and answers with the event in
+// binary mode (without reply: 202 once the work is done). It is written
+// to be cheap: no media type parsing, no full validation, no byte budget,
+// the body read into one buffer of its declared length, the reply's
+// header values in one allocation.
+func rawEventServer(suffix string, reply bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			http.Error(w, "only POST", http.StatusMethodNotAllowed)
+			return
+		}
+		if sv := r.Header["Ce-Specversion"]; len(sv) == 0 || sv[0] != event.CloudEventsVersionV1 {
+			http.Error(w, "not a binary-mode CloudEvents 1.0 event", http.StatusBadRequest)
+			return
+		}
+		e := event.New()
+		var err error
+		for k, v := range r.Header {
+			switch k {
+			case "Ce-Specversion":
+			case "Ce-Id":
+				err = e.Context.SetID(v[0])
+			case "Ce-Source":
+				err = e.Context.SetSource(v[0])
+			case "Ce-Type":
+				err = e.Context.SetType(v[0])
+			case "Content-Type":
+				err = e.Context.SetDataContentType(v[0])
+			default:
+				if strings.HasPrefix(k, "Ce-") && len(k) > 3 {
+					err = e.Context.SetExtension(strings.ToLower(k[3:]), v[0])
+				}
+			}
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+		}
+		if e.ID() == "" || e.Source() == "" || e.Type() == "" {
+			http.Error(w, "missing attribute", http.StatusBadRequest)
+			return
+		}
+		if r.ContentLength > flows.DefaultMaxBodyBytes {
+			http.Error(w, "too large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		data := make([]byte, 0, max(r.ContentLength, 0)+1)
+		for err == nil && len(data) <= flows.DefaultMaxBodyBytes {
+			if len(data) == cap(data) {
+				data = slices.Grow(data, 512)
+			}
+			var n int
+			n, err = r.Body.Read(data[len(data):cap(data)])
+			data = data[:len(data)+n]
+		}
+		if err != io.EOF {
+			if err == nil {
+				err = errors.New("too large")
+			}
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if data, err = appendMessage(data, suffix); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		e.DataEncoded = data
+		if !reply {
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
+		h := w.Header()
+		vals := []string{event.CloudEventsVersionV1, e.ID(), e.Source(), e.Type(), e.DataContentType(), strconv.Itoa(len(e.Data()))}
+		for i, k := range []string{"Ce-Specversion", "Ce-Id", "Ce-Source", "Ce-Type", "Content-Type", "Content-Length"} {
+			h[k] = vals[i : i+1 : i+1]
+		}
+		for name, v := range e.Extensions() {
+			h["Ce-"+strings.ToUpper(name[:1])+name[1:]] = []string{fmt.Sprint(v)}
+		}
+		w.WriteHeader(http.StatusOK)
+		w.Write(e.Data())
+	})
+}
+
 // rawPost posts a binary-mode event and returns the reply's headers and body.
 func rawPost(c *http.Client, url string, header http.Header, body []byte) (http.Header, []byte, error) {
+	return rawPostWant(c, url, header, body, http.StatusOK)
+}
+
+// rawPostWant is rawPost expecting the status want.
+func rawPostWant(c *http.Client, url string, header http.Header, body []byte, want int) (http.Header, []byte, error) {
 	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return nil, nil, err
@@ -121,7 +217,7 @@ func rawPost(c *http.Client, url string, header http.Header, body []byte) (http.
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
-	if err == nil && resp.StatusCode != http.StatusOK {
+	if err == nil && resp.StatusCode != want {
 		err = fmt.Errorf("POST %s: %s", url, resp.Status)
 	}
 	return resp.Header, data, err
@@ -318,12 +414,81 @@ func BenchmarkHTTPHop(b *testing.B) {
 	}
 }
 
+// BenchmarkHTTPTarget calls the HTTPTarget of BenchmarkHTTPHop directly,
+// without a flow around it: the part of the hop that is the HTTP client's,
+// apart from the flow's hand-off to a worker and its tracking of the event.
+func BenchmarkHTTPTarget(b *testing.B) {
+	for _, clients := range clientCounts {
+		b.Run(clientsName(clients), func(b *testing.B) {
+			servers := rawAppenders(b, 1)
+			t := flows.HTTP(servers[0].URL)
+			ctx := context.Background()
+			benchHTTP(b, clients, servers, func() error {
+				reply, err := t.Handle(ctx, newEvent())
+				if err == nil && reply == nil {
+					err = errors.New("no reply")
+				}
+				return err
+			})
+		})
+	}
+}
+
 // BenchmarkHTTPSequence3Steps is the seed demo's Sequence with its three
 // appenders behind HTTP.
 func BenchmarkHTTPSequence3Steps(b *testing.B) {
 	for _, clients := range clientCounts {
 		b.Run(clientsName(clients), func(b *testing.B) {
 			benchHTTPFlow(b, clients, rawAppenders(b, 3))
+		})
+	}
+}
+
+// BenchmarkLimitHTTPServe is a raw net/http client posting to
+// rawEventServer: the reference of BenchmarkHTTPServe.
+func BenchmarkLimitHTTPServe(b *testing.B) {
+	benchServe(b, rawEventServer(suffix(0), true), http.StatusOK)
+}
+
+// BenchmarkLimitIngressServe is a raw net/http client posting to
+// rawEventServer without reply: the reference of BenchmarkIngressServe.
+func BenchmarkLimitIngressServe(b *testing.B) {
+	benchServe(b, rawEventServer(suffix(0), false), http.StatusAccepted)
+}
+
+// BenchmarkIngressServe is a raw net/http client posting to a synchronous
+// Ingress (202 means the flow is done with the event) in front of a
+// one-step Sequence of the Typed appender.
+func BenchmarkIngressServe(b *testing.B) {
+	for _, clients := range clientCounts {
+		b.Run(clientsName(clients), func(b *testing.B) {
+			seq := sequence(appender(suffix(0)))
+			seq.Reply = flows.Discard
+			f, err := seq.Start(context.Background(), flows.WithConcurrency(clients))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer f.Shutdown(context.Background())
+			servers := []*server{newServer(b, flows.NewIngress(f, flows.IngressSynchronous()))}
+			c := &http.Client{Transport: rawTransport()}
+			benchHTTP(b, clients, servers, func() error {
+				_, _, err := rawPostWant(c, servers[0].URL, ceHeaders, inputData, http.StatusAccepted)
+				return err
+			})
+		})
+	}
+}
+
+// benchServe posts the event to h from each number of clients, expecting want.
+func benchServe(b *testing.B, h http.Handler, want int) {
+	for _, clients := range clientCounts {
+		b.Run(clientsName(clients), func(b *testing.B) {
+			servers := []*server{newServer(b, h)}
+			c := &http.Client{Transport: rawTransport()}
+			benchHTTP(b, clients, servers, func() error {
+				_, _, err := rawPostWant(c, servers[0].URL, ceHeaders, inputData, want)
+				return err
+			})
 		})
 	}
 }
