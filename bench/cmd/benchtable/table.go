@@ -140,7 +140,7 @@ func render(b *strings.Builder, res *results, h header) {
 		for _, st := range []struct{ what, name string }{
 			{"`Start` of a 3-step Sequence", "BenchmarkStartSequence3Steps"},
 			{"`manifest.Build` + `App.Start` of the seed's Sequence", "BenchmarkStartManifest/sequence"},
-			{"of its Parallel", "BenchmarkStartManifest/parallel"},
+			{"`manifest.Build` + `App.Start` of the seed's Parallel", "BenchmarkStartManifest/parallel"},
 		} {
 			if _, ok := res.samples[st.name]; ok {
 				parts = append(parts, fmt.Sprintf("%s takes %s µs (Shutdown %s µs)", st.what, cell(res, st.name, "µs/start"), cell(res, st.name, "shutdown-µs")))
