@@ -312,23 +312,12 @@ func (in *Ingress) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// Given back once the event is in the flow, or refused.
 	defer func() { in.budget.release(reserved) }()
-	e, status, err := readEventWith(r, &in.sources)
-	if err != nil {
-		in.refuse(w, r, status, err.Error())
+	ctx, e, w, finish, ok := in.accept(w, r)
+	if !ok {
 		return
 	}
-	ctx := r.Context()
-	if hdr := PassThroughHeaders(r.Header); hdr != nil {
-		ctx = withEnvelope(ctx, &envelope{header: hdr})
-	}
-	if o := in.obs.active(ctx); o != nil && o.Ingress != nil {
-		var done func(int)
-		if ctx, done = o.Ingress(ctx, r, e); done != nil {
-			sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
-			w = sw
-			defer func() { done(sw.status) }()
-		}
-	}
+	defer finish()
+	var err error
 	var outs *outputs
 	switch {
 	case in.reply && in.flow != nil:
@@ -380,6 +369,32 @@ type requestState struct {
 	wc   waitContext
 	env  envelope
 	tr   tracker
+}
+
+// accept reads the event of an admitted request and makes its context:
+// the pass-through headers, and the observer's Ingress hook, whose end
+// finish reports with the status written to the returned writer (call it
+// once the request is answered). ok is false if the request was refused.
+func (in *Ingress) accept(w http.ResponseWriter, r *http.Request) (ctx context.Context, e *event.Event, rw http.ResponseWriter, finish func(), ok bool) {
+	e, status, err := readEventWith(r, &in.sources)
+	if err != nil {
+		in.refuse(w, r, status, err.Error())
+		return nil, nil, w, nil, false
+	}
+	ctx = r.Context()
+	if hdr := PassThroughHeaders(r.Header); hdr != nil {
+		ctx = withEnvelope(ctx, &envelope{header: hdr})
+	}
+	finish = func() {}
+	if o := in.obs.active(ctx); o != nil && o.Ingress != nil {
+		var done func(int)
+		if ctx, done = o.Ingress(ctx, r, e); done != nil {
+			sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+			w = sw
+			finish = func() { done(sw.status) }
+		}
+	}
+	return ctx, e, w, finish, true
 }
 
 // admit checks a POST's credentials and size and takes its bytes from the

@@ -492,23 +492,11 @@ func (h *requestReplyHandler) ServeHTTP(w http.ResponseWriter, req *http.Request
 	}
 	release := func() { in.budget.release(reserved); reserved = 0 }
 	defer release()
-	e, status, err := readEvent(req)
-	if err != nil {
-		in.refuse(w, req, status, err.Error())
+	ctx, e, w, finish, ok := in.accept(w, req)
+	if !ok {
 		return
 	}
-	ctx := req.Context()
-	if hdr := PassThroughHeaders(req.Header); hdr != nil {
-		ctx = withEnvelope(ctx, &envelope{header: hdr})
-	}
-	if o := in.obs.active(ctx); o != nil && o.Ingress != nil {
-		var done func(int)
-		if ctx, done = o.Ingress(ctx, req, e); done != nil {
-			sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
-			w = sw
-			defer func() { done(sw.status) }()
-		}
-	}
+	defer finish()
 	reply, err := h.r.request(ctx, *e, in.wait, release)
 	switch {
 	case err == nil:
