@@ -91,7 +91,9 @@ func WithMaxMessages(n int) Option {
 // once half of them are taken. The default is [DefaultPrefetch].
 //
 // What reading ahead costs:
-//   - Memory: up to n decoded events per subscription.
+//   - Memory: up to n decoded events per subscription, each at most the
+//     server's max_payload (1 MiB unless configured): 64 MiB at worst
+//     with the default, far less for events of a few KiB.
 //   - Sharing: the messages read ahead are reserved for this process, so
 //     other processes of the same flow cannot take them meanwhile; the work
 //     is shared in batches rather than message by message.
