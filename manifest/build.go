@@ -675,6 +675,11 @@ func (r *resolver) ownIngress(path string, t target, from *flowNode) (*flowNode,
 		return nil, false
 	}
 	n := r.byPath[u.Path]
+	if n == nil && r.servesRequestReply(u.Path) {
+		// Served over HTTP, and answered with the reply: a destination
+		// like any URL (it waits for the reply, so it is not a flow).
+		return nil, false
+	}
 	if n == nil {
 		paths := make([]string, 0, len(r.byPath))
 		for p := range r.byPath {
@@ -691,6 +696,19 @@ func (r *resolver) ownIngress(path string, t target, from *flowNode) (*flowNode,
 	}
 	r.depend(from, n, path, t.url)
 	return n, true
+}
+
+// servesRequestReply reports whether path is where one of the app's
+// RequestReplies is served (with or without a final "/").
+func (r *resolver) servesRequestReply(path string) bool {
+	path = strings.TrimSuffix(path, "/")
+	for i := range r.set.Documents {
+		d := &r.set.Documents[i]
+		if d.kind == "RequestReply" && flows.BrokerPath(d.namespace, d.name) == path {
+			return true
+		}
+	}
+	return false
 }
 
 func checkURL(s string) error {

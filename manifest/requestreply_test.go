@@ -238,3 +238,27 @@ spec:
 		t.Errorf("Build = %v\nwant %s", err, want)
 	}
 }
+
+// A uri naming the app's own address at a RequestReply's path is that
+// RequestReply, served over HTTP: not "no flow is served there".
+func TestOwnRequestReplyURLIsADestination(t *testing.T) {
+	set := parse(t, brokerDoc+`---
+apiVersion: eventing.knative.dev/v1alpha1
+kind: RequestReply
+metadata: {name: ask}
+spec:
+  brokerRef: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}
+---
+apiVersion: flows.knative.dev/v1
+kind: Sequence
+metadata: {name: s}
+spec:
+  steps:
+  - uri: http://127.0.0.1:8080/default/ask
+  - uri: http://127.0.0.1:8080/default/nothing
+`)
+	_, err := manifest.Build(set, new(manifest.Registry), manifest.WithServeAddress("127.0.0.1:8080"))
+	if err == nil || strings.Contains(err.Error(), "steps[0]") || !strings.Contains(err.Error(), `spec.steps[1].uri: http://127.0.0.1:8080/default/nothing is this app's own address`) {
+		t.Errorf("Build = %v\nwant only steps[1] refused", err)
+	}
+}
