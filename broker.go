@@ -519,11 +519,11 @@ func (t triggerHandler) Handle(ctx context.Context, e event.Event) (*event.Event
 			// A flow in process carries the TTL on through its events, so
 			// that its replies into a broker count down (Knative loses it,
 			// and such a loop never ends). An HTTP subscriber cannot.
-			ne := envelope{ttl: n}
+			var ne envelope
 			if env := envelopeFrom(ctx); env != nil {
 				ne = *env
-				ne.ttl = n
 			}
+			ne.ttl = n
 			ctx = withEnvelope(ctx, &ne)
 		}
 	}
@@ -618,7 +618,7 @@ func (r *brokerReentry) Handle(ctx context.Context, e event.Event) (*event.Event
 	}
 	ne := &envelope{reentry: true}
 	if env := envelopeFrom(ctx); env != nil {
-		ne.tr, ne.header, ne.ttl = env.tr, env.header, env.ttl
+		ne.carried = env.carried
 	}
 	if err := br.enter(withEnvelope(ctx, ne), &e); err != nil {
 		if errors.Is(err, ErrTTLExhausted) {

@@ -128,13 +128,11 @@ func (c *InMemoryChannel) publish(ctx context.Context, e *event.Event, env *enve
 			}
 		}
 	}
-	var tr *tracker
-	var header http.Header
-	var ttl int32
+	var cr carried
 	if env != nil {
-		tr, header, ttl = env.tr, env.header, env.ttl
-		if tr != nil {
-			tr.add(len(subs))
+		cr = env.carried
+		if cr.tr != nil {
+			cr.tr.add(len(subs))
 		}
 	}
 	var copies []ownedEvent
@@ -151,7 +149,7 @@ func (c *InMemoryChannel) publish(ctx context.Context, e *event.Event, env *enve
 			ev = copyEvent(*e, true)
 		}
 		m := memMessages.Get().(*memMessage)
-		*m = memMessage{e: ev, attempt: 1, q: q, tr: tr, header: header, ttl: ttl}
+		*m = memMessage{e: ev, attempt: 1, q: q, carried: cr}
 		if env != nil && env.reentry {
 			q.push(m)
 			continue
@@ -465,10 +463,8 @@ type memMessage struct {
 	e       *event.Event
 	attempt int
 	q       *memQueue
-	tr      *tracker
-	header  http.Header
-	ttl     int32
-	done    bool
+	carried
+	done bool
 }
 
 // memMessages recycles the messages that a flow's own subscriptions are
@@ -488,7 +484,7 @@ func (m *memMessage) recycle() {
 
 func (m *memMessage) Event() *event.Event { return m.e }
 func (m *memMessage) Attempt() int        { return m.attempt }
-func (m *memMessage) envelope() envelope  { return envelope{tr: m.tr, header: m.header, ttl: m.ttl} }
+func (m *memMessage) envelope() envelope  { return envelope{carried: m.carried} }
 
 func (m *memMessage) Ack() error {
 	if m.done {
@@ -510,7 +506,7 @@ func (m *memMessage) Nack(delay time.Duration) error {
 	m.done = true
 	// The next delivery is a new message, so that m stays its receiver's
 	// until recycled, whoever receives the event next.
-	next := &memMessage{e: m.e, attempt: m.attempt + 1, q: m.q, tr: m.tr, header: m.header, ttl: m.ttl}
+	next := &memMessage{e: m.e, attempt: m.attempt + 1, q: m.q, carried: m.carried}
 	m.q.redeliver(next, delay)
 	return nil
 }
@@ -557,8 +553,7 @@ func (t *tracker) result() error {
 // it (a durable one) drop it: the sender then does not wait and headers
 // stop at the channel.
 type envelope struct {
-	tr     *tracker
-	header http.Header
+	carried
 	// replyHeader is filled by an HTTP subscriber with the pass-through
 	// headers of its response, for the reply hop, when wantReplyHeader is
 	// set: only for the subscriber's own call, since handlers may pass
@@ -570,12 +565,23 @@ type envelope struct {
 	reentry bool
 	// out hands a Flow.Request's outputs to a nested flow (see follow).
 	out *outputs
+}
+
+// carried is what an event carries from hop to hop inside the process,
+// kept by its in-memory messages and copied whole from one hop's envelope
+// to the next, so that a field added here reaches every hop.
+type carried struct {
+	tr     *tracker    // the synchronous sender's, if any
+	header http.Header // pass-through headers of the HTTP request that brought it
 	// ttl is the broker TTL of an event a Trigger handed to a flow, which
 	// the flow's events carry on (0: none), so that a reply entering a
 	// broker from that flow counts down from it rather than starting again
 	// (see [Broker]).
 	ttl int32
 }
+
+// zero reports whether c carries nothing.
+func (c *carried) zero() bool { return c.tr == nil && c.header == nil && c.ttl == 0 }
 
 type envelopeKey struct{}
 

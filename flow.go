@@ -321,13 +321,13 @@ func sendAndWait(ctx context.Context, e event.Event, publish func(context.Contex
 	}{}
 	w.tr.init()
 	env := &w.env
-	env.tr = &w.tr
 	if outer := envelopeFrom(ctx); outer != nil {
-		env.header, env.ttl = outer.header, outer.ttl
+		env.carried = outer.carried
 		if out == nil && inherit {
 			out = outer.out
 		}
 	}
+	env.tr = &w.tr // this sender's, in place of an outer one
 	w.tr.out = out
 	w.ctx = envelopeContext{Context: ctx, env: env}
 	if err := publish(&w.ctx, e); err != nil {

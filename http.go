@@ -506,7 +506,7 @@ func NewHTTPHandler(h Handler, opts ...IngressOption) http.Handler {
 		}
 		ctx := r.Context()
 		if hdr := PassThroughHeaders(r.Header); hdr != nil {
-			ctx = withEnvelope(ctx, &envelope{header: hdr})
+			ctx = withEnvelope(ctx, &envelope{carried: carried{header: hdr}})
 		}
 		reply, err := call(ctx, h, *e, nil)
 		in.budget.release(reserved)

@@ -383,7 +383,7 @@ func (in *Ingress) accept(w http.ResponseWriter, r *http.Request) (ctx context.C
 	}
 	ctx = r.Context()
 	if hdr := PassThroughHeaders(r.Header); hdr != nil {
-		ctx = withEnvelope(ctx, &envelope{header: hdr})
+		ctx = withEnvelope(ctx, &envelope{carried: carried{header: hdr}})
 	}
 	finish = func() {}
 	if o := in.obs.active(ctx); o != nil && o.Ingress != nil {
@@ -472,10 +472,10 @@ func (b *sizedBody) Read(p []byte) (int, error) {
 func (in *Ingress) handle(ctx context.Context, e event.Event, w *requestState, reserved *int64, out *outputs, timeout time.Duration) error {
 	w.tr.init()
 	w.tr.out = out
-	w.env.tr = &w.tr
 	if outer := envelopeFrom(ctx); outer != nil {
-		w.env.header = outer.header
+		w.env.carried = outer.carried
 	}
+	w.env.tr = &w.tr // this request's, in place of an outer one
 	w.wc.Context, w.wc.wait = withEnvelope(ctx, &w.env), in.wait
 	err := in.pub.publish(&w.wc, e)
 	w.wc.stop()

@@ -430,10 +430,14 @@ func (s *subscription) deliverMessage(ctx context.Context, m Message, attempt in
 	}
 	hctx := ctx
 	var henv *envelope
-	if env.header != nil || s.httpSubscriber || out != nil || env.ttl != 0 {
+	// The subscriber's own hops carry on what the event carries, but
+	// the tracker: the flow waits for this call, not for what it sends on.
+	inner := env.carried
+	inner.tr = nil
+	if !inner.zero() || s.httpSubscriber || out != nil {
 		// Only HTTP subscribers read and answer pass-through headers;
 		// others get them for their own hops.
-		henv = &envelope{header: env.header, wantReplyHeader: s.httpSubscriber, out: s.follows(out), ttl: env.ttl}
+		henv = &envelope{carried: inner, wantReplyHeader: s.httpSubscriber, out: s.follows(out)}
 		hctx = withEnvelope(ctx, henv)
 	}
 	var reply *event.Event
@@ -458,10 +462,10 @@ func (s *subscription) deliverMessage(ctx context.Context, m Message, attempt in
 		end = copyEvent(*reply, false)
 	}
 	if err == nil && reply != nil && s.reply != nil {
-		rctx, header := ctx, env.header
+		rctx, c := ctx, env.carried
 		if s.httpSubscriber {
 			// As Knative: the reply hop carries the subscriber's response headers.
-			header = henv.replyHeader
+			c.header = henv.replyHeader
 		}
 		if cs, ok := s.reply.(channelSink); ok && cs.mem != nil {
 			// The envelope straight to the channel: no context to carry it.
@@ -470,10 +474,10 @@ func (s *subscription) deliverMessage(ctx context.Context, m Message, attempt in
 			if hp != nil && hp.o.Publish != nil {
 				hp.o.Publish(ctx, cs.name, reply)
 			}
-			err = cs.mem.publish(ctx, reply, &envelope{tr: tr, header: header, ttl: env.ttl})
+			err = cs.mem.publish(ctx, reply, &envelope{carried: c})
 		} else {
-			if tr != nil || header != nil || env.ttl != 0 {
-				rctx = withEnvelope(ctx, &envelope{tr: tr, header: header, out: follow(s.reply, out), ttl: env.ttl})
+			if !c.zero() {
+				rctx = withEnvelope(ctx, &envelope{carried: c, out: follow(s.reply, out)})
 			}
 			attempts, err = deliver(rctx, hopTarget(s.reply), reply, d, s.observe(o, RoleReply, s.replyDest))
 		}
@@ -504,7 +508,7 @@ func (s *subscription) deliverMessage(ctx context.Context, m Message, attempt in
 
 	if d != nil && d.DeadLetter != nil {
 		dl := deadLetterEvent(e, dest, err)
-		_, dlErr := deliver(withEnvelope(ctx, &envelope{tr: tr, header: env.header, ttl: env.ttl}), hopTarget(d.DeadLetter), &dl, d, s.observe(o, RoleDeadLetter, ""))
+		_, dlErr := deliver(withEnvelope(ctx, &envelope{carried: env.carried}), hopTarget(d.DeadLetter), &dl, d, s.observe(o, RoleDeadLetter, ""))
 		if dlErr == nil {
 			s.log.LogAttrs(ctx, slog.LevelWarn, "flows: event sent to the dead-letter sink",
 				slog.String("subscription", s.name), slog.String("id", e.ID()),
