@@ -218,13 +218,7 @@ func TestRequestReplyStatusAndGraph(t *testing.T) {
 // A ref to a RequestReply is refused with the reason, rather than looked up
 // in the registry as an undeclared object would be.
 func TestRequestReplyIsNotADestination(t *testing.T) {
-	set := parse(t, brokerDoc+`---
-apiVersion: eventing.knative.dev/v1alpha1
-kind: RequestReply
-metadata: {name: quotes}
-spec:
-  brokerRef: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}
----
+	set := parse(t, brokerDoc+requestReplyDoc("quotes")+`---
 apiVersion: flows.knative.dev/v1
 kind: Sequence
 metadata: {name: s}
@@ -242,13 +236,7 @@ spec:
 // A uri naming the app's own address at a RequestReply's path is that
 // RequestReply, served over HTTP: not "no flow is served there".
 func TestOwnRequestReplyURLIsADestination(t *testing.T) {
-	set := parse(t, brokerDoc+`---
-apiVersion: eventing.knative.dev/v1alpha1
-kind: RequestReply
-metadata: {name: ask}
-spec:
-  brokerRef: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}
----
+	set := parse(t, brokerDoc+requestReplyDoc("ask")+`---
 apiVersion: flows.knative.dev/v1
 kind: Sequence
 metadata: {name: s}
@@ -261,4 +249,10 @@ spec:
 	if err == nil || strings.Contains(err.Error(), "steps[0]") || !strings.Contains(err.Error(), `spec.steps[1].uri: http://127.0.0.1:8080/default/nothing is this app's own address`) {
 		t.Errorf("Build = %v\nwant only steps[1] refused", err)
 	}
+}
+
+// requestReplyDoc is a RequestReply of that name on the Broker of brokerDoc.
+func requestReplyDoc(name string) string {
+	return "---\napiVersion: eventing.knative.dev/v1alpha1\nkind: RequestReply\nmetadata: {name: " + name +
+		"}\nspec:\n  brokerRef: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}\n"
 }
