@@ -89,6 +89,55 @@ func TestBrokerDeliversToEveryMatchingTrigger(t *testing.T) {
 	}
 }
 
+// knativearrivaltime is the instant the event entered, as time.Format
+// writes it in RFC3339Nano (UTC, nanoseconds without trailing zeros, no
+// fraction at a whole second), on each entry: the first, and a reply's,
+// which gets the time of its own entry, over the events of one second and
+// across seconds.
+func TestBrokerArrivalTimeIsTheEntryInstant(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var replies []string // the arrival time each reply entered with
+		first, reply := flowstest.NewRecorder(), flowstest.NewRecorder()
+		f := start(t, &flows.Broker{Triggers: []flows.Trigger{
+			{Filter: ofType("first"), Subscriber: flows.HandlerFunc(func(_ context.Context, e event.Event) (*event.Event, error) {
+				first.Handle(context.Background(), e)
+				time.Sleep(250 * time.Microsecond) // the reply enters later
+				mu.Lock()
+				replies = append(replies, time.Now().UTC().Format(time.RFC3339Nano))
+				mu.Unlock()
+				r := flowstest.NewEvent(e.ID()+"-reply", "reply", "/s", nil)
+				return &r, nil
+			})},
+			{Filter: ofType("reply"), Subscriber: reply},
+		}})
+		ctx := context.Background()
+		steps := []time.Duration{0, 1, 9, 90, 100 * time.Millisecond, 120 * time.Microsecond, 999_999_000, time.Second, 1_234_567_891, time.Hour + 7}
+		var want []string
+		for i, d := range steps {
+			time.Sleep(d)
+			want = append(want, time.Now().UTC().Format(time.RFC3339Nano))
+			if _, err := f.Handle(ctx, flowstest.NewEvent(strconv.Itoa(i), "first", "/s", nil)); err != nil {
+				t.Fatalf("Handle(%d) = %v", i, err)
+			}
+		}
+		arrivals := func(r *flowstest.Recorder) []string {
+			var out []string
+			for _, e := range r.Events() {
+				v, _ := e.Extensions()[flows.ExtensionArrivalTime].(string)
+				out = append(out, v)
+			}
+			return out
+		}
+		if got := arrivals(first); !slices.Equal(got, want) {
+			t.Errorf("%s of the events sent = %q, want %q", flows.ExtensionArrivalTime, got, want)
+		}
+		if got := arrivals(reply); !slices.Equal(got, replies) {
+			t.Errorf("%s of the replies = %q, want %q", flows.ExtensionArrivalTime, got, replies)
+		}
+	})
+}
+
 func TestBrokerTwoMatchingTriggersDeliverTwice(t *testing.T) {
 	sub := flowstest.NewRecorder()
 	f := start(t, &flows.Broker{Triggers: []flows.Trigger{

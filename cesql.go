@@ -165,8 +165,9 @@ func (f *cesqlFilter) matches(e *event.Event) (ok bool) {
 					c.Extensions[k] = s
 				}
 			}
-			view.Context = &c
+			ec = &c
 		}
+		view.Context = cesqlContext{ec}
 	} else if e.Context != nil {
 		c := e.Context.Clone()
 		for k, v := range c.GetExtensions() {
@@ -191,6 +192,19 @@ func (f *cesqlFilter) matches(e *event.Event) (ok bool) {
 	}
 	b, isBool := res.(bool)
 	return isBool && b
+}
+
+// cesqlContext is the attributes of an event as a CESQL expression reads
+// them: the engine reads each extension through GetExtensions, which
+// copies the map of a 1.0 event every time; this one hands the map
+// itself, which the engine only reads.
+type cesqlContext struct{ *event.EventContextV1 }
+
+func (c cesqlContext) GetExtensions() map[string]any {
+	if len(c.Extensions) == 0 {
+		return nil
+	}
+	return c.Extensions
 }
 
 // needsView reports whether the extensions hold knativebrokerttl or a value
