@@ -398,8 +398,9 @@ func (br *brokerRun) enter(ctx context.Context, e *event.Event) error {
 	}
 	var buf [16]int
 	matched := buf[:0]
+	fe := filterEvent{e: e}
 	for i := range br.triggers {
-		if br.triggers[i].filter.matches(e) {
+		if br.triggers[i].filter.matches(&fe) {
 			matched = append(matched, i)
 		}
 	}

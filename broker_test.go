@@ -138,6 +138,48 @@ func TestBrokerArrivalTimeIsTheEntryInstant(t *testing.T) {
 	})
 }
 
+// The filters of one entry read the source, the time and the dataschema
+// once for all of them (see filter.go): each Trigger still sees the
+// attribute it names, in every dialect, whichever filter read it first.
+func TestBrokerFiltersShareTheAttributesTheyRead(t *testing.T) {
+	at := time.Date(2026, 12, 1, 14, 4, 20, 500, time.UTC)
+	names := []string{"source", "source-prefix", "time", "time-cesql", "schema", "schemaurl", "source-cesql", "not-source", "all", "wrong"}
+	subs := map[string]*flowstest.Recorder{}
+	filters := map[string]flows.Filter{
+		"source":        flows.Exact("source", "/shop/eu"),
+		"source-prefix": flows.Prefix("source", "/shop/"),
+		"time":          flows.Exact("time", "2026-12-01T14:04:20.0000005Z"),
+		"time-cesql":    flows.CESQL("time = '2026-12-01T14:04:20.0000005Z'"),
+		"schema":        flows.Suffix("dataschema", "/order.json"),
+		"schemaurl":     flows.Attributes(map[string]string{"schemaurl": "https://example.com/order.json"}),
+		"source-cesql":  flows.CESQL("source = '/shop/eu' AND region = 'EU'"),
+		"not-source":    flows.Not(flows.Exact("source", "/shop/us")),
+		"all":           flows.All(flows.Exact("source", "/shop/eu"), flows.Prefix("time", "2026-12-01T"), flows.Exact("dataschema", "https://example.com/order.json")),
+		"wrong":         flows.Any(flows.Exact("source", "/shop"), flows.Exact("time", "2026-12-01T14:04:20Z"), flows.Exact("dataschema", "/order.json")),
+	}
+	var triggers []flows.Trigger
+	for _, n := range names {
+		subs[n] = flowstest.NewRecorder()
+		triggers = append(triggers, flows.Trigger{Name: n, Filter: filters[n], Subscriber: subs[n]})
+	}
+	f := start(t, &flows.Broker{Triggers: triggers})
+	e := flowstest.NewEvent("1", "order.created", "/shop/eu", nil, flowstest.WithTime(at), flowstest.WithExtension("region", "EU"))
+	e.SetDataSchema("https://example.com/order.json")
+	other := flowstest.NewEvent("2", "order.created", "/shop/us", nil)
+	for _, ev := range []event.Event{e, other} {
+		if _, err := f.Handle(context.Background(), ev); err != nil {
+			t.Fatalf("Handle(%s) = %v", ev.ID(), err)
+		}
+	}
+	want := map[string][]string{"source": {"1"}, "source-prefix": {"1", "2"}, "time": {"1"}, "time-cesql": {"1"}, "schema": {"1"},
+		"schemaurl": {"1"}, "source-cesql": {"1"}, "not-source": {"1"}, "all": {"1"}, "wrong": nil}
+	for _, n := range names {
+		if got := ids(subs[n].Events()); !slices.Equal(got, want[n]) {
+			t.Errorf("trigger %s (%v) got %v, want %v", n, filters[n], got, want[n])
+		}
+	}
+}
+
 func TestBrokerTwoMatchingTriggersDeliverTwice(t *testing.T) {
 	sub := flowstest.NewRecorder()
 	f := start(t, &flows.Broker{Triggers: []flows.Trigger{
