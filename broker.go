@@ -278,6 +278,7 @@ func (b *Broker) Start(ctx context.Context, opts ...Option) (*Flow, error) {
 			br.mem = false
 		}
 	}
+	br.index()
 	f, err := bld.start(brokerInput{br})
 	if err != nil {
 		return nil, err
@@ -302,6 +303,12 @@ type brokerRun struct {
 	name     string
 	triggers []brokerTrigger
 	log      *slog.Logger
+
+	// byType lists, by event type, the Triggers whose filter requires
+	// that type (see [Filter.typeKey]), and unindexed the others, each in
+	// Trigger order: an entry evaluates only the filters that may match.
+	byType    map[string][]int
+	unindexed []int
 
 	// On in-memory channels (mem), the drain waits until the broker is
 	// empty: no sender inside Publish, no event held by a subscription.
@@ -347,6 +354,50 @@ func (br *brokerRun) tap(t entryTap) (remove func()) {
 		}
 		br.taps.Store(&kept)
 	}
+}
+
+// index fills byType and unindexed, if some Trigger's filter requires a
+// type.
+func (br *brokerRun) index() {
+	byType := map[string][]int{}
+	var unindexed []int
+	for i := range br.triggers {
+		if typ, ok := br.triggers[i].filter.typeKey(); ok {
+			byType[typ] = append(byType[typ], i)
+		} else {
+			unindexed = append(unindexed, i)
+		}
+	}
+	if len(byType) > 0 {
+		br.byType, br.unindexed = byType, unindexed
+	}
+}
+
+// match appends to matched the index of every Trigger whose filter matches
+// fe's event, in Trigger order.
+func (br *brokerRun) match(fe *filterEvent, matched []int) []int {
+	if br.byType == nil {
+		for i := range br.triggers {
+			if br.triggers[i].filter.matches(fe) {
+				matched = append(matched, i)
+			}
+		}
+		return matched
+	}
+	// The Triggers of the event's type and the unindexed ones, merged.
+	typed, rest := br.byType[fe.e.Type()], br.unindexed
+	for len(typed) > 0 || len(rest) > 0 {
+		var i int
+		if len(rest) == 0 || len(typed) > 0 && typed[0] < rest[0] {
+			i, typed = typed[0], typed[1:]
+		} else {
+			i, rest = rest[0], rest[1:]
+		}
+		if br.triggers[i].filter.matches(fe) {
+			matched = append(matched, i)
+		}
+	}
+	return matched
 }
 
 // brokerTrigger is a Trigger's filter and the channel of its subscription.
@@ -397,13 +448,8 @@ func (br *brokerRun) enter(ctx context.Context, e *event.Event) error {
 		}
 	}
 	var buf [16]int
-	matched := buf[:0]
 	fe := filterEvent{e: e}
-	for i := range br.triggers {
-		if br.triggers[i].filter.matches(&fe) {
-			matched = append(matched, i)
-		}
-	}
+	matched := br.match(&fe, buf[:0])
 	if len(matched) == 0 {
 		return nil // as a Knative broker without a matching Trigger: accepted, and dropped
 	}

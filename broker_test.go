@@ -180,6 +180,56 @@ func TestBrokerFiltersShareTheAttributesTheyRead(t *testing.T) {
 	}
 }
 
+// A broker evaluates only the filters that may match an event's type (see
+// brokerRun.index): each Trigger still gets exactly the events its filter
+// matches, whether its filter requires a type (attributes, exact, an all
+// holding one) or not (an empty attributes value, prefix, any, not,
+// CESQL, none), with several Triggers on one type.
+func TestBrokerDeliversWhatEachFilterMatches(t *testing.T) {
+	filters := []struct {
+		name string
+		f    flows.Filter
+		fs   []flows.Filter
+		want []string
+	}{
+		{"created", ofType("order.created"), nil, []string{"1", "4"}},
+		{"created-eu", flows.Attributes(map[string]string{"type": "order.created", "source": "/eu"}), nil, []string{"1"}},
+		{"exact-refunded", flows.Exact("type", "order.refunded"), nil, []string{"2"}},
+		{"all-created-us", flows.All(flows.Prefix("source", "/u"), flows.Exact("type", "order.created")), nil, []string{"4"}},
+		{"filters-created", flows.Filter{}, []flows.Filter{flows.Exact("source", "/eu"), flows.Exact("type", "order.created")}, []string{"1"}},
+		{"any-type", flows.Attributes(map[string]string{"type": ""}), nil, []string{"1", "2", "3", "4"}},
+		{"prefix-order", flows.Prefix("type", "order."), nil, []string{"1", "2", "4"}},
+		{"any", flows.Any(flows.Exact("type", "order.refunded"), flows.Exact("type", "user.created")), nil, []string{"2", "3"}},
+		{"not-created", flows.Not(flows.Exact("type", "order.created")), nil, []string{"2", "3"}},
+		{"cesql", flows.CESQL("type = 'user.created'"), nil, []string{"3"}},
+		{"everything", flows.Filter{}, nil, []string{"1", "2", "3", "4"}},
+		{"created-again", flows.Exact("type", "order.created"), nil, []string{"1", "4"}},
+		{"nothing-of-this-type", flows.Exact("type", "order.shipped"), nil, nil},
+	}
+	var triggers []flows.Trigger
+	subs := make([]*flowstest.Recorder, len(filters))
+	for i, tf := range filters {
+		subs[i] = flowstest.NewRecorder()
+		triggers = append(triggers, flows.Trigger{Name: tf.name, Filter: tf.f, Filters: tf.fs, Subscriber: subs[i]})
+	}
+	f := start(t, &flows.Broker{Triggers: triggers})
+	for _, e := range []event.Event{
+		flowstest.NewEvent("1", "order.created", "/eu", nil),
+		flowstest.NewEvent("2", "order.refunded", "/eu", nil),
+		flowstest.NewEvent("3", "user.created", "/us", nil),
+		flowstest.NewEvent("4", "order.created", "/us", nil),
+	} {
+		if _, err := f.Handle(context.Background(), e); err != nil {
+			t.Fatalf("Handle(%s) = %v", e.ID(), err)
+		}
+	}
+	for i, tf := range filters {
+		if got := ids(subs[i].Events()); !slices.Equal(got, tf.want) {
+			t.Errorf("trigger %s got %v, want %v", tf.name, got, tf.want)
+		}
+	}
+}
+
 func TestBrokerTwoMatchingTriggersDeliverTwice(t *testing.T) {
 	sub := flowstest.NewRecorder()
 	f := start(t, &flows.Broker{Triggers: []flows.Trigger{

@@ -333,6 +333,31 @@ func (f Filter) validate(p *problems, path string, top bool) {
 	}
 }
 
+// typeKey returns the event type that f requires, if it requires one: an
+// event of another type never matches f, so that a broker needs to
+// evaluate f only on the events of that type.
+func (f Filter) typeKey() (string, bool) {
+	n := f.n
+	if n == nil {
+		return "", false
+	}
+	switch n.kind {
+	case kindAttributes, kindExact:
+		for _, a := range n.attrs {
+			if a.name == "type" && a.value != "" {
+				return a.value, true
+			}
+		}
+	case kindAll:
+		for _, s := range n.sub {
+			if typ, ok := s.typeKey(); ok {
+				return typ, true
+			}
+		}
+	}
+	return "", false
+}
+
 // A filterEvent is an event as the filters of one entry read it: the text
 // of the attributes that cost an allocation to read (the source, the
 // schema and the time, which the SDK formats on every read) is read once
