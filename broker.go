@@ -590,7 +590,9 @@ func (t triggerHandler) Handle(ctx context.Context, e event.Event) (*event.Event
 	if reply.Context == nil {
 		return nil, fmt.Errorf("%w: a reply without attributes", ErrInvalidEvent)
 	}
-	if held {
+	if n, ok := ttl.(int32); held && ok {
+		err = setExtension(reply, ExtensionBrokerTTL, n) // the broker's own, valid as it is
+	} else if held {
 		err = reply.Context.SetExtension(ExtensionBrokerTTL, ttl)
 	} else {
 		err = reply.Context.SetExtension(ExtensionBrokerTTL, nil)
@@ -672,11 +674,16 @@ func (r *brokerReentry) Handle(ctx context.Context, e event.Event) (*event.Event
 	if e.Context == nil {
 		return nil, Permanent(fmt.Errorf("%w: a reply without attributes", ErrInvalidEvent))
 	}
-	ne := &envelope{reentry: true}
+	// The envelope and the context that carries it in one allocation.
+	w := &struct {
+		env envelope
+		ctx envelopeContext
+	}{env: envelope{reentry: true}}
 	if env := envelopeFrom(ctx); env != nil {
-		ne.carried = env.carried
+		w.env.carried = env.carried
 	}
-	if err := br.enter(withEnvelope(ctx, ne), &e); err != nil {
+	w.ctx = envelopeContext{Context: ctx, env: &w.env}
+	if err := br.enter(&w.ctx, &e); err != nil {
 		if errors.Is(err, ErrTTLExhausted) {
 			br.log.LogAttrs(ctx, slog.LevelWarn, "flows: broker TTL exhausted, reply refused",
 				slog.String("broker", br.name), slog.String("trigger", r.trigger),
