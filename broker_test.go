@@ -89,6 +89,147 @@ func TestBrokerDeliversToEveryMatchingTrigger(t *testing.T) {
 	}
 }
 
+// knativearrivaltime is the instant the event entered, as time.Format
+// writes it in RFC3339Nano (UTC, nanoseconds without trailing zeros, no
+// fraction at a whole second), on each entry: the first, and a reply's,
+// which gets the time of its own entry, over the events of one second and
+// across seconds.
+func TestBrokerArrivalTimeIsTheEntryInstant(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var replies []string // the arrival time each reply entered with
+		first, reply := flowstest.NewRecorder(), flowstest.NewRecorder()
+		f := start(t, &flows.Broker{Triggers: []flows.Trigger{
+			{Filter: ofType("first"), Subscriber: flows.HandlerFunc(func(_ context.Context, e event.Event) (*event.Event, error) {
+				first.Handle(context.Background(), e)
+				time.Sleep(250 * time.Microsecond) // the reply enters later
+				mu.Lock()
+				replies = append(replies, time.Now().UTC().Format(time.RFC3339Nano))
+				mu.Unlock()
+				r := flowstest.NewEvent(e.ID()+"-reply", "reply", "/s", nil)
+				return &r, nil
+			})},
+			{Filter: ofType("reply"), Subscriber: reply},
+		}})
+		ctx := context.Background()
+		steps := []time.Duration{0, 1, 9, 90, 100 * time.Millisecond, 120 * time.Microsecond, 999_999_000, time.Second, 1_234_567_891, time.Hour + 7}
+		var want []string
+		for i, d := range steps {
+			time.Sleep(d)
+			want = append(want, time.Now().UTC().Format(time.RFC3339Nano))
+			if _, err := f.Handle(ctx, flowstest.NewEvent(strconv.Itoa(i), "first", "/s", nil)); err != nil {
+				t.Fatalf("Handle(%d) = %v", i, err)
+			}
+		}
+		arrivals := func(r *flowstest.Recorder) []string {
+			var out []string
+			for _, e := range r.Events() {
+				v, _ := e.Extensions()[flows.ExtensionArrivalTime].(string)
+				out = append(out, v)
+			}
+			return out
+		}
+		if got := arrivals(first); !slices.Equal(got, want) {
+			t.Errorf("%s of the events sent = %q, want %q", flows.ExtensionArrivalTime, got, want)
+		}
+		if got := arrivals(reply); !slices.Equal(got, replies) {
+			t.Errorf("%s of the replies = %q, want %q", flows.ExtensionArrivalTime, got, replies)
+		}
+	})
+}
+
+// The filters of one entry read the source, the time and the dataschema
+// once for all of them (see filter.go): each Trigger still sees the
+// attribute it names, in every dialect, whichever filter read it first.
+func TestBrokerFiltersShareTheAttributesTheyRead(t *testing.T) {
+	at := time.Date(2026, 12, 1, 14, 4, 20, 500, time.UTC)
+	names := []string{"source", "source-prefix", "time", "time-cesql", "schema", "schemaurl", "source-cesql", "not-source", "all", "wrong"}
+	subs := map[string]*flowstest.Recorder{}
+	filters := map[string]flows.Filter{
+		"source":        flows.Exact("source", "/shop/eu"),
+		"source-prefix": flows.Prefix("source", "/shop/"),
+		"time":          flows.Exact("time", "2026-12-01T14:04:20.0000005Z"),
+		"time-cesql":    flows.CESQL("time = '2026-12-01T14:04:20.0000005Z'"),
+		"schema":        flows.Suffix("dataschema", "/order.json"),
+		"schemaurl":     flows.Attributes(map[string]string{"schemaurl": "https://example.com/order.json"}),
+		"source-cesql":  flows.CESQL("source = '/shop/eu' AND region = 'EU'"),
+		"not-source":    flows.Not(flows.Exact("source", "/shop/us")),
+		"all":           flows.All(flows.Exact("source", "/shop/eu"), flows.Prefix("time", "2026-12-01T"), flows.Exact("dataschema", "https://example.com/order.json")),
+		"wrong":         flows.Any(flows.Exact("source", "/shop"), flows.Exact("time", "2026-12-01T14:04:20Z"), flows.Exact("dataschema", "/order.json")),
+	}
+	var triggers []flows.Trigger
+	for _, n := range names {
+		subs[n] = flowstest.NewRecorder()
+		triggers = append(triggers, flows.Trigger{Name: n, Filter: filters[n], Subscriber: subs[n]})
+	}
+	f := start(t, &flows.Broker{Triggers: triggers})
+	e := flowstest.NewEvent("1", "order.created", "/shop/eu", nil, flowstest.WithTime(at), flowstest.WithExtension("region", "EU"))
+	e.SetDataSchema("https://example.com/order.json")
+	other := flowstest.NewEvent("2", "order.created", "/shop/us", nil)
+	for _, ev := range []event.Event{e, other} {
+		if _, err := f.Handle(context.Background(), ev); err != nil {
+			t.Fatalf("Handle(%s) = %v", ev.ID(), err)
+		}
+	}
+	want := map[string][]string{"source": {"1"}, "source-prefix": {"1", "2"}, "time": {"1"}, "time-cesql": {"1"}, "schema": {"1"},
+		"schemaurl": {"1"}, "source-cesql": {"1"}, "not-source": {"1"}, "all": {"1"}, "wrong": nil}
+	for _, n := range names {
+		if got := ids(subs[n].Events()); !slices.Equal(got, want[n]) {
+			t.Errorf("trigger %s (%v) got %v, want %v", n, filters[n], got, want[n])
+		}
+	}
+}
+
+// A broker evaluates only the filters that may match an event's type (see
+// brokerRun.index): each Trigger still gets exactly the events its filter
+// matches, whether its filter requires a type (attributes, exact, an all
+// holding one) or not (an empty attributes value, prefix, any, not,
+// CESQL, none), with several Triggers on one type.
+func TestBrokerDeliversWhatEachFilterMatches(t *testing.T) {
+	filters := []struct {
+		name string
+		f    flows.Filter
+		fs   []flows.Filter
+		want []string
+	}{
+		{"created", ofType("order.created"), nil, []string{"1", "4"}},
+		{"created-eu", flows.Attributes(map[string]string{"type": "order.created", "source": "/eu"}), nil, []string{"1"}},
+		{"exact-refunded", flows.Exact("type", "order.refunded"), nil, []string{"2"}},
+		{"all-created-us", flows.All(flows.Prefix("source", "/u"), flows.Exact("type", "order.created")), nil, []string{"4"}},
+		{"filters-created", flows.Filter{}, []flows.Filter{flows.Exact("source", "/eu"), flows.Exact("type", "order.created")}, []string{"1"}},
+		{"any-type", flows.Attributes(map[string]string{"type": ""}), nil, []string{"1", "2", "3", "4"}},
+		{"prefix-order", flows.Prefix("type", "order."), nil, []string{"1", "2", "4"}},
+		{"any", flows.Any(flows.Exact("type", "order.refunded"), flows.Exact("type", "user.created")), nil, []string{"2", "3"}},
+		{"not-created", flows.Not(flows.Exact("type", "order.created")), nil, []string{"2", "3"}},
+		{"cesql", flows.CESQL("type = 'user.created'"), nil, []string{"3"}},
+		{"everything", flows.Filter{}, nil, []string{"1", "2", "3", "4"}},
+		{"created-again", flows.Exact("type", "order.created"), nil, []string{"1", "4"}},
+		{"nothing-of-this-type", flows.Exact("type", "order.shipped"), nil, nil},
+	}
+	var triggers []flows.Trigger
+	subs := make([]*flowstest.Recorder, len(filters))
+	for i, tf := range filters {
+		subs[i] = flowstest.NewRecorder()
+		triggers = append(triggers, flows.Trigger{Name: tf.name, Filter: tf.f, Filters: tf.fs, Subscriber: subs[i]})
+	}
+	f := start(t, &flows.Broker{Triggers: triggers})
+	for _, e := range []event.Event{
+		flowstest.NewEvent("1", "order.created", "/eu", nil),
+		flowstest.NewEvent("2", "order.refunded", "/eu", nil),
+		flowstest.NewEvent("3", "user.created", "/us", nil),
+		flowstest.NewEvent("4", "order.created", "/us", nil),
+	} {
+		if _, err := f.Handle(context.Background(), e); err != nil {
+			t.Fatalf("Handle(%s) = %v", e.ID(), err)
+		}
+	}
+	for i, tf := range filters {
+		if got := ids(subs[i].Events()); !slices.Equal(got, tf.want) {
+			t.Errorf("trigger %s got %v, want %v", tf.name, got, tf.want)
+		}
+	}
+}
+
 func TestBrokerTwoMatchingTriggersDeliverTwice(t *testing.T) {
 	sub := flowstest.NewRecorder()
 	f := start(t, &flows.Broker{Triggers: []flows.Trigger{

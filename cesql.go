@@ -146,27 +146,54 @@ func checkChildren(v reflect.Value) error {
 	return nil
 }
 
-// matches evaluates the expression on e, seen as Knative's filter sees it:
-// without knativebrokerttl, with every extension as a string.
-func (f *cesqlFilter) matches(e *event.Event) (ok bool) {
+// matches evaluates the expression on v's event, seen as Knative's filter
+// sees it: without knativebrokerttl, with every extension as a string.
+// The view is made once per entry, for all the CESQL filters.
+func (f *cesqlFilter) matches(v *filterEvent) (ok bool) {
 	if f.ex == nil {
 		return false
 	}
-	view := *e
+	if v.sql == nil {
+		v.sql = cesqlView(v.e)
+	}
+	defer func() {
+		// Knative's engine is not hardened against every input: a panic in
+		// it is no match, not a failed delivery.
+		if r := recover(); r != nil {
+			ok = false
+		}
+	}()
+	res, err := f.ex.Evaluate(*v.sql)
+	if err != nil {
+		return false
+	}
+	b, isBool := res.(bool)
+	return isBool && b
+}
+
+// cesqlView returns e as CESQL expressions see it, in one allocation.
+func cesqlView(e *event.Event) *event.Event {
+	w := &struct {
+		e  event.Event
+		ec event.EventContextV1 // the attributes, if their extensions are converted
+		c  cesqlContext
+	}{e: *e}
 	if ec, isV1 := e.Context.(*event.EventContextV1); isV1 && ec != nil {
 		if needsView(ec.Extensions) {
-			c := *ec
-			c.Extensions = make(map[string]any, len(ec.Extensions))
+			w.ec = *ec
+			w.ec.Extensions = make(map[string]any, len(ec.Extensions))
 			for k, v := range ec.Extensions {
 				if k == ExtensionBrokerTTL {
 					continue
 				}
 				if s, err := types.Format(v); err == nil {
-					c.Extensions[k] = s
+					w.ec.Extensions[k] = s
 				}
 			}
-			view.Context = &c
+			ec = &w.ec
 		}
+		w.c.EventContextV1 = ec
+		w.e.Context = &w.c
 	} else if e.Context != nil {
 		c := e.Context.Clone()
 		for k, v := range c.GetExtensions() {
@@ -176,21 +203,34 @@ func (f *cesqlFilter) matches(e *event.Event) (ok bool) {
 				c.SetExtension(k, s)
 			}
 		}
-		view.Context = c
+		w.e.Context = c
 	}
-	defer func() {
-		// Knative's engine is not hardened against every input: a panic in
-		// it is no match, not a failed delivery.
-		if r := recover(); r != nil {
-			ok = false
-		}
-	}()
-	res, err := f.ex.Evaluate(view)
-	if err != nil {
-		return false
+	return &w.e
+}
+
+// cesqlContext is the attributes of a 1.0 event as CESQL expressions read
+// them, at less cost than the SDK's: the engine reads each extension
+// through GetExtensions, which copies the map every time (this one hands
+// the map itself, which the engine only reads), and the source through
+// GetSource, which formats it every time (this one once).
+type cesqlContext struct {
+	*event.EventContextV1
+	source     string
+	haveSource bool
+}
+
+func (c *cesqlContext) GetExtensions() map[string]any {
+	if len(c.Extensions) == 0 {
+		return nil
 	}
-	b, isBool := res.(bool)
-	return isBool && b
+	return c.Extensions
+}
+
+func (c *cesqlContext) GetSource() string {
+	if !c.haveSource {
+		c.source, c.haveSource = c.EventContextV1.GetSource(), true
+	}
+	return c.source
 }
 
 // needsView reports whether the extensions hold knativebrokerttl or a value

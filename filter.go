@@ -63,7 +63,29 @@ type filterNode struct {
 	err   string // kindInvalid: what is wrong
 }
 
-type attrValue struct{ name, value string }
+type attrValue struct {
+	name, value string
+	read        attrRead
+}
+
+// attrRead is how a filter reads an attribute.
+type attrRead uint8
+
+const (
+	readAny  attrRead = iota // lookupAttr
+	readType                 // the type, the one most filters test
+	readOnce                 // text that costs an allocation (source, dataschema, time): read once per entry (see filterEvent)
+)
+
+func newAttrValue(name, value string) attrValue {
+	switch name {
+	case "type":
+		return attrValue{name, value, readType}
+	case "source", "time", "dataschema", "schemaurl":
+		return attrValue{name, value, readOnce}
+	}
+	return attrValue{name, value, readAny}
+}
 
 // field is how a filter's kind is named in paths and messages.
 func (k filterKind) field() string {
@@ -101,19 +123,19 @@ func Attributes(attrs map[string]string) Filter {
 // value. The value must not be empty (Knative skips such a filter and
 // delivers everything; here it is a definition error).
 func Exact(attr, value string) Filter {
-	return Filter{&filterNode{kind: kindExact, attrs: []attrValue{{attr, value}}}}
+	return Filter{&filterNode{kind: kindExact, attrs: []attrValue{newAttrValue(attr, value)}}}
 }
 
 // Prefix matches the events whose attribute attr is present and starts
 // with prefix, which must not be empty.
 func Prefix(attr, prefix string) Filter {
-	return Filter{&filterNode{kind: kindPrefix, attrs: []attrValue{{attr, prefix}}}}
+	return Filter{&filterNode{kind: kindPrefix, attrs: []attrValue{newAttrValue(attr, prefix)}}}
 }
 
 // Suffix matches the events whose attribute attr is present and ends with
 // suffix, which must not be empty.
 func Suffix(attr, suffix string) Filter {
-	return Filter{&filterNode{kind: kindSuffix, attrs: []attrValue{{attr, suffix}}}}
+	return Filter{&filterNode{kind: kindSuffix, attrs: []attrValue{newAttrValue(attr, suffix)}}}
 }
 
 // All matches the events that every one of filters matches, evaluated left
@@ -187,7 +209,7 @@ func (f Filter) write(b *strings.Builder) {
 func sortedAttrs(m map[string]string) []attrValue {
 	out := make([]attrValue, 0, len(m))
 	for _, k := range slices.Sorted(maps.Keys(m)) {
-		out = append(out, attrValue{k, m[k]})
+		out = append(out, newAttrValue(k, m[k]))
 	}
 	return out
 }
@@ -311,61 +333,132 @@ func (f Filter) validate(p *problems, path string, top bool) {
 	}
 }
 
-// matches reports whether f matches e. e is the event as the broker holds
-// it; the filter sees it without knativebrokerttl.
-func (f Filter) matches(e *event.Event) bool {
+// typeKey returns the event type that f requires, if it requires one: an
+// event of another type never matches f, so that a broker needs to
+// evaluate f only on the events of that type.
+func (f Filter) typeKey() (string, bool) {
+	n := f.n
+	if n == nil {
+		return "", false
+	}
+	switch n.kind {
+	case kindAttributes, kindExact:
+		for _, a := range n.attrs {
+			if a.name == "type" && a.value != "" {
+				return a.value, true
+			}
+		}
+	case kindAll:
+		for _, s := range n.sub {
+			if typ, ok := s.typeKey(); ok {
+				return typ, true
+			}
+		}
+	}
+	return "", false
+}
+
+// A filterEvent is an event as the filters of one entry read it: the text
+// of the attributes that cost an allocation to read (the source, the
+// schema and the time, which the SDK formats on every read) is read once
+// for all of them, and so is the view of the event a CESQL expression
+// evaluates.
+type filterEvent struct {
+	e      *event.Event
+	done   uint8 // which of source, schema and time are read
+	source string
+	schema string
+	time   string
+	timeOK bool
+	sql    *event.Event // the CESQL view, once made (see cesqlView)
+}
+
+const (
+	readSource uint8 = 1 << iota
+	readSchema
+	readTime
+)
+
+// lookupOnce is lookupAttr(v.e, name) for the attributes read once per
+// entry.
+func (v *filterEvent) lookupOnce(name string) (string, bool) {
+	switch name {
+	case "source":
+		if v.done&readSource == 0 {
+			v.source, v.done = v.e.Source(), v.done|readSource
+		}
+		return v.source, true
+	case "time":
+		if v.done&readTime == 0 {
+			v.time, v.timeOK = lookupAttr(v.e, "time")
+			v.done |= readTime
+		}
+		return v.time, v.timeOK
+	}
+	if v.done&readSchema == 0 {
+		v.schema, v.done = v.e.DataSchema(), v.done|readSchema
+	}
+	return v.schema, true
+}
+
+// matches reports whether f matches v. v.e is the event as the broker
+// holds it; the filter sees it without knativebrokerttl.
+func (f Filter) matches(v *filterEvent) bool {
 	n := f.n
 	if n == nil {
 		return true
 	}
 	switch n.kind {
-	case kindAttributes:
-		for _, a := range n.attrs {
-			v, ok := lookupAttr(e, a.name)
-			if !ok || (a.value == "" && v == "") || (a.value != "" && v != a.value) {
+	case kindAttributes, kindExact, kindPrefix, kindSuffix:
+		for i := range n.attrs {
+			a := &n.attrs[i]
+			var s string
+			var ok bool
+			switch a.read {
+			case readType:
+				s, ok = v.e.Type(), true
+			case readOnce:
+				s, ok = v.lookupOnce(a.name)
+			default:
+				s, ok = lookupAttr(v.e, a.name)
+			}
+			if !ok {
 				return false
 			}
-		}
-		return true
-	case kindExact:
-		for _, a := range n.attrs {
-			if v, ok := lookupAttr(e, a.name); !ok || v != a.value {
-				return false
+			switch n.kind {
+			case kindAttributes:
+				// An empty value: present and not empty.
+				ok = s != "" && (a.value == "" || s == a.value)
+			case kindExact:
+				ok = s == a.value
+			case kindPrefix:
+				ok = strings.HasPrefix(s, a.value)
+			default:
+				ok = strings.HasSuffix(s, a.value)
 			}
-		}
-		return true
-	case kindPrefix:
-		for _, a := range n.attrs {
-			if v, ok := lookupAttr(e, a.name); !ok || !strings.HasPrefix(v, a.value) {
-				return false
-			}
-		}
-		return true
-	case kindSuffix:
-		for _, a := range n.attrs {
-			if v, ok := lookupAttr(e, a.name); !ok || !strings.HasSuffix(v, a.value) {
+			if !ok {
 				return false
 			}
 		}
 		return true
 	case kindAll:
 		for _, s := range n.sub {
-			if !s.matches(e) {
+			if !s.matches(v) {
 				return false
 			}
 		}
 		return true
 	case kindAny:
 		for _, s := range n.sub {
-			if s.matches(e) {
+			if s.matches(v) {
 				return true
 			}
 		}
 		return false
 	case kindNot:
-		return !n.sub[0].matches(e)
+		return !n.sub[0].matches(v)
 	case kindCESQL:
-		return n.sql.matches(e)
+		return n.sql.matches(v)
 	}
 	return false // invalid: refused at Start, never evaluated
 }
