@@ -333,3 +333,34 @@ func TestNewHTTPHandlerOfAFullFlowAsksForARetry(t *testing.T) {
 		t.Errorf("a full flow answered %d (Retry-After %q), want 503 with Retry-After", w.Code, w.Header().Get("Retry-After"))
 	}
 }
+
+// TestHTTPTargetFollowsAChangedURL checks that a target whose URL is set
+// again between uses delivers to the URL it has at each call, and that a
+// URL that does not parse fails each call for good, naming the problem.
+func TestHTTPTargetFollowsAChangedURL(t *testing.T) {
+	var hits [2]atomic.Int64
+	var srvs [2]*httptest.Server
+	for i := range srvs {
+		srvs[i], _ = newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			hits[i].Add(1)
+			w.WriteHeader(http.StatusAccepted)
+		}))
+	}
+	target := flows.HTTP(srvs[0].URL)
+	for i, u := range []string{srvs[0].URL, srvs[1].URL + "/b", "http://%zz", srvs[0].URL, "http://%zz", srvs[1].URL} {
+		target.URL = u
+		_, err := target.Handle(context.Background(), newEvent("1", nil))
+		if u == "http://%zz" {
+			if err == nil || !flows.IsPermanent(err) || !strings.Contains(err.Error(), `parse "http://%zz"`) {
+				t.Errorf("call %d to %s: error %v, want a permanent one naming the URL", i, u, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("call %d to %s: %v", i, u, err)
+		}
+	}
+	if a, b := hits[0].Load(), hits[1].Load(); a != 2 || b != 2 {
+		t.Errorf("the servers got %d and %d requests, want 2 and 2", a, b)
+	}
+}
