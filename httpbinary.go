@@ -52,8 +52,8 @@ func binaryHeader(h http.Header, e *event.Event, extra [2]string, sources *sourc
 	return binaryHeaderIn(h, e, extra, sources, nil)
 }
 
-// binaryHeaderIn is binaryHeader keeping the header values in buf if they
-// fit there (and its spare capacity stays empty).
+// binaryHeaderIn is binaryHeader with the header values kept in buf's
+// backing array when they fit there (else in one of their own).
 func binaryHeaderIn(h http.Header, e *event.Event, extra [2]string, sources *sourceCache, buf []string) (bool, error) {
 	ec, ok := e.Context.(*event.EventContextV1)
 	if !ok || ec == nil {
