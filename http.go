@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/binding"
@@ -84,6 +85,7 @@ type HTTPTarget struct {
 
 	once    sync.Once
 	client  *http.Client
+	urls    urlCache
 	sources sourceCache
 }
 
@@ -182,7 +184,7 @@ func (t *HTTPTarget) Handle(ctx context.Context, e event.Event) (*event.Event, e
 // [triggerTarget]): it is sent as Kn-Namespace, and the answer is read as
 // Knative's broker filter reads it.
 func (t *HTTPTarget) post(ctx context.Context, e event.Event, preferReply bool, namespace string) (*event.Event, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.URL, nil)
+	req, out, err := t.newRequest(ctx)
 	if err != nil {
 		return nil, Permanent(fmt.Errorf("flows: %w", err))
 	}
@@ -202,7 +204,7 @@ func (t *HTTPTarget) post(ctx context.Context, e event.Event, preferReply bool, 
 	}
 	var written bool
 	if !t.Structured {
-		written, err = newBinaryRequest(req, &e, preferReply, &t.sources)
+		written, err = out.binary(req, &e, preferReply, &t.sources)
 		preferReply = preferReply && !written // set with the attributes
 	}
 	if !written && err == nil {
@@ -249,6 +251,55 @@ func (t *HTTPTarget) post(ctx context.Context, e event.Event, preferReply bool, 
 	}
 	resp.Body.Close()
 	return reply, err
+}
+
+// newRequest returns the POST to t.URL with ctx, as
+// http.NewRequestWithContext makes it (and failing as it does), but for
+// the URL, which is parsed once for as long as t.URL stays the same: the
+// request gets a copy of it, in out, where the rest of the request's own
+// parts go (see [outgoing]).
+func (t *HTTPTarget) newRequest(ctx context.Context) (*http.Request, *outgoing, error) {
+	u, err := t.urls.parse(t.URL)
+	if err != nil || ctx == nil {
+		// The error of http.NewRequestWithContext, whichever comes first.
+		_, err = http.NewRequestWithContext(ctx, http.MethodPost, t.URL, nil)
+		return nil, nil, err
+	}
+	out := &outgoing{url: *u}
+	tmpl := http.Request{ // on the stack: WithContext copies it
+		Method:     http.MethodPost,
+		URL:        &out.url,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     make(http.Header),
+		Host:       out.url.Host,
+	}
+	return tmpl.WithContext(ctx), out, nil
+}
+
+// A urlCache keeps the URL of a target parsed, with the text it was parsed
+// from: a target whose URL is changed between uses is parsed again. The
+// zero value is ready; it is safe for concurrent use.
+type urlCache struct{ p atomic.Pointer[parsedURL] }
+
+type parsedURL struct {
+	s string  // as written
+	u url.URL // as http.NewRequest parses s
+}
+
+// parse returns s parsed as the URL of a request, to be copied, not changed.
+func (c *urlCache) parse(s string) (*url.URL, error) {
+	if p := c.p.Load(); p != nil && p.s == s {
+		return &p.u, nil
+	}
+	req, err := http.NewRequest(http.MethodPost, s, nil)
+	if err != nil {
+		return nil, err
+	}
+	p := &parsedURL{s: s, u: *req.URL}
+	c.p.Store(p)
+	return &p.u, nil
 }
 
 // readReply reads the answer of target: its event, no event, or why it failed.

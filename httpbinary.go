@@ -49,6 +49,12 @@ const (
 // extension names the fast path knows how to write, and writes nothing
 // either if an extension cannot be formatted.
 func binaryHeader(h http.Header, e *event.Event, extra [2]string, sources *sourceCache) (bool, error) {
+	return binaryHeaderIn(h, e, extra, sources, nil)
+}
+
+// binaryHeaderIn is binaryHeader with the header values kept in buf's
+// backing array when they fit there (else in one of their own).
+func binaryHeaderIn(h http.Header, e *event.Event, extra [2]string, sources *sourceCache, buf []string) (bool, error) {
 	ec, ok := e.Context.(*event.EventContextV1)
 	if !ok || ec == nil {
 		return false, nil
@@ -56,7 +62,10 @@ func binaryHeader(h http.Header, e *event.Event, extra [2]string, sources *sourc
 	// One backing array for all the header values (8 attributes at most,
 	// the extra header, the extensions); extensions first, so that a bad
 	// one leaves h untouched.
-	vals := make([]string, 0, 9+len(ec.Extensions))
+	vals := buf[:0]
+	if n := 9 + len(ec.Extensions); cap(vals) < n {
+		vals = make([]string, 0, n)
+	}
 	var names []string
 	if len(ec.Extensions) > 0 {
 		names = make([]string, 0, len(ec.Extensions))
@@ -117,11 +126,26 @@ func extensionHeader(name string) string {
 // reply" if preferReply; it reports false, having changed nothing, if e is
 // not for the fast path.
 func newBinaryRequest(req *http.Request, e *event.Event, preferReply bool, sources *sourceCache) (bool, error) {
+	return new(outgoing).binary(req, e, preferReply, sources)
+}
+
+// outgoing is what one request of an [HTTPTarget] has of its own besides
+// the request and its header map, in one allocation: the URL, and in
+// binary mode the body's reader and the header values (unless there are
+// too many).
+type outgoing struct {
+	url  url.URL
+	body bytes.Reader
+	vals [9]string // the most binaryHeader needs without extensions
+}
+
+// binary is newBinaryRequest with the parts of the request in out.
+func (out *outgoing) binary(req *http.Request, e *event.Event, preferReply bool, sources *sourceCache) (bool, error) {
 	var extra [2]string
 	if preferReply {
 		extra = [2]string{"Prefer", "reply"}
 	}
-	ok, err := binaryHeader(req.Header, e, extra, sources)
+	ok, err := binaryHeaderIn(req.Header, e, extra, sources, out.vals[:0])
 	if !ok || err != nil {
 		return ok, err
 	}
@@ -129,7 +153,8 @@ func newBinaryRequest(req *http.Request, e *event.Event, preferReply bool, sourc
 		// A *bytes.Reader in io.NopCloser, not a type of our own: net/http
 		// writes the headers and the body of a body it knows to be in
 		// memory in one write, others in two.
-		req.Body = io.NopCloser(bytes.NewReader(data))
+		out.body.Reset(data)
+		req.Body = io.NopCloser(&out.body)
 		req.ContentLength = int64(len(data))
 		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }
 	}
@@ -295,7 +320,7 @@ func readBinaryWith(h http.Header, body io.Reader, size, limit int64, sources *s
 	if ct := h[hContentType]; len(ct) > 0 && format.Lookup(ct[0]) != nil {
 		return nil, errNotBinary // structured or batched
 	}
-	o := new(ownedEvent)
+	o := new(decodedEvent)
 	ec := &o.ec
 	var malformedErr error // reported once the whole header is known to be for the fast path
 	for k, v := range h {
@@ -316,7 +341,10 @@ func readBinaryWith(h http.Header, body io.Reader, size, limit int64, sources *s
 		case hType:
 			err = ec.SetType(v[0])
 		case hContentType:
-			err = ec.SetDataContentType(v[0])
+			// As ec.SetDataContentType does, but in o's allocation.
+			if o.contentType = strings.TrimSpace(v[0]); o.contentType != "" {
+				ec.DataContentType = &o.contentType
+			}
 		case hDataSchema:
 			err = ec.SetDataSchema(v[0])
 		case hSubject:
@@ -352,6 +380,13 @@ func readBinaryWith(h http.Header, body io.Reader, size, limit int64, sources *s
 		o.e.DataEncoded = data
 	}
 	return &o.e, nil
+}
+
+// decodedEvent is an event that readBinary decodes, in one allocation with
+// its attributes and its content type.
+type decodedEvent struct {
+	ownedEvent
+	contentType string
 }
 
 // readBody reads a body to its end, in one allocation when its size is

@@ -157,6 +157,8 @@ func TestReadBinaryIsTheSDKs(t *testing.T) {
 		"attribute extension": {"Ce-Datacontenttype", "x"},
 		"blank subject":       {"Ce-Subject", " "},
 		"padded type":         {"Ce-Type", " t "},
+		"padded content type": {"Content-Type", " text/plain "},
+		"blank content type":  {"Content-Type", " "},
 	}
 	for name, kv := range malformed {
 		t.Run(name, func(t *testing.T) {
@@ -240,5 +242,47 @@ func TestSourceCacheIsTheSDKs(t *testing.T) {
 	var ec event.EventContextV1
 	if err := none.parse(&ec, "/x"); err != nil || none.format(&ec.Source.URL) != "/x" {
 		t.Errorf("nil cache: %v, %q", err, none.format(&ec.Source.URL))
+	}
+}
+
+// TestRequestIsNewRequests checks that an HTTPTarget's request, its URL
+// parsed once and copied, is the one http.NewRequestWithContext makes, and
+// that a URL it cannot parse, or a nil context, fails with its error, on
+// the first use and on the next; and that a target whose URL is changed
+// between uses sends to the new one.
+func TestRequestIsNewRequests(t *testing.T) {
+	ctx := context.Background()
+	urls := []string{"http://h/p", "http://h:/p", "https://user:pw@h:8443/a%2Fb?q=1&r=%20#frag", "http://[::1]:80/x", "HTTP://Example.COM",
+		"http://h/a b", "http://h?", "http://%zz", " http://h", "http://h/\x7f", "", "/relative", "http://h:port/"}
+	var target HTTPTarget
+	for _, s := range append(urls, urls...) {
+		target.URL = s
+		want, wantErr := http.NewRequestWithContext(ctx, http.MethodPost, s, nil)
+		for range 2 {
+			got, out, err := target.newRequest(ctx)
+			if wantErr != nil {
+				if err == nil || err.Error() != wantErr.Error() {
+					t.Errorf("%q: error %v, want %v", s, err, wantErr)
+				}
+				continue
+			}
+			if err != nil {
+				t.Fatalf("%q: %v", s, err)
+			}
+			if got.URL != &out.url {
+				t.Errorf("%q: the request's URL is not its own copy", s)
+			}
+			if !reflect.DeepEqual(got, want) || got.Context() != ctx {
+				t.Errorf("%q: request\n got %+v\nwant %+v", s, got, want)
+			}
+			// A change to one request's URL is not another's.
+			got.URL.Path = "/changed"
+		}
+	}
+	target.URL = "http://h/p"
+	var nilCtx context.Context
+	_, wantErr := http.NewRequestWithContext(nilCtx, http.MethodPost, target.URL, nil)
+	if _, _, err := target.newRequest(nilCtx); err == nil || err.Error() != wantErr.Error() {
+		t.Errorf("nil context: error %v, want %v", err, wantErr)
 	}
 }
