@@ -283,11 +283,6 @@ func (t *HTTPTarget) newRequest(ctx context.Context) (*http.Request, *outgoing, 
 // zero value is ready; it is safe for concurrent use.
 type urlCache struct{ p atomic.Pointer[parsedURL] }
 
-type parsedURL struct {
-	s string  // as written
-	u url.URL // as http.NewRequest parses s
-}
-
 // parse returns s parsed as the URL of a request, to be copied, not changed.
 func (c *urlCache) parse(s string) (*url.URL, error) {
 	if p := c.p.Load(); p != nil && p.s == s {

@@ -441,9 +441,11 @@ func errTooLarge(limit int64) error {
 // keeps the first source it parses that formats back to the same text:
 // a producer whose sources vary pays what it would without it, and no more. The zero value is ready; a nil one
 // caches nothing. It is safe for concurrent use.
-type sourceCache struct{ p atomic.Pointer[cachedSource] }
+type sourceCache struct{ p atomic.Pointer[parsedURL] }
 
-type cachedSource struct {
+// parsedURL is a URL as written and as parsed, for the caches of parsed
+// URLs ([sourceCache], [urlCache]).
+type parsedURL struct {
 	s string  // as written
 	u url.URL // as parsed from s
 }
@@ -467,7 +469,7 @@ func (c *sourceCache) parse(ec *event.EventContextV1, s string) error {
 	// ways give what the SDK would. (A copy of s: it is part of a header,
 	// which the cache must not keep.)
 	if ec.Source.String() == s {
-		c.p.CompareAndSwap(nil, &cachedSource{s: strings.Clone(s), u: ec.Source.URL})
+		c.p.CompareAndSwap(nil, &parsedURL{s: strings.Clone(s), u: ec.Source.URL})
 	}
 	return nil
 }
