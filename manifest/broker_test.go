@@ -162,22 +162,7 @@ func TestTriggerProblemsNameFileObjectField(t *testing.T) {
 		`t.yaml: Trigger "delivery": spec.delivery.retry: must be >= 0, got -1`,
 		`t.yaml: Trigger "delivery": spec.delivery.backoffDelay: `,
 	}
-	if err == nil {
-		t.Fatal("Build succeeded")
-	}
-	lines := strings.Split(err.Error(), "\n")
-	if len(lines) != len(want) {
-		t.Errorf("%d problems, want %d:\n%s", len(lines), len(want), err)
-	}
-	for _, w := range want {
-		found := false
-		for _, l := range lines {
-			found = found || strings.HasPrefix(l, w)
-		}
-		if !found {
-			t.Errorf("no problem starting with %q in:\n%s", w, err)
-		}
-	}
+	wantProblems(t, err, want)
 	var me *manifest.Error
 	if !errors.As(err, &me) || !errors.Is(err, flows.ErrInvalid) {
 		t.Errorf("errors are not *manifest.Error wrapping flows.ErrInvalid: %v", err)

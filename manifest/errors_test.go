@@ -23,6 +23,28 @@ func build(t *testing.T, files []file, reg *manifest.Registry, opts ...manifest.
 	return manifest.Build(set, reg, opts...)
 }
 
+// wantProblems checks that err reports exactly the problems of want, one
+// per line, each line starting with one of them, in any order.
+func wantProblems(t *testing.T, err error, want []string) {
+	t.Helper()
+	if err == nil {
+		t.Fatal("Build succeeded")
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != len(want) {
+		t.Errorf("%d problems, want %d:\n%s", len(lines), len(want), err)
+	}
+	for _, w := range want {
+		found := false
+		for _, l := range lines {
+			found = found || strings.HasPrefix(l, w)
+		}
+		if !found {
+			t.Errorf("no problem starting with %q in:\n%s", w, err)
+		}
+	}
+}
+
 func bindAll(kind string, names ...string) *manifest.Registry {
 	reg := new(manifest.Registry)
 	for _, n := range names {

@@ -159,22 +159,7 @@ func TestRequestReplyProblemsNameFileObjectField(t *testing.T) {
 		`rr.yaml: RequestReply "typo": spec.delivery.retry: must be >= 0, got -1`,
 		`rr.yaml: RequestReply "default": metadata.name: the ingress of RequestReply "default" has the path of Broker "default": both would be served at /default/default`,
 	}
-	if err == nil {
-		t.Fatal("Build succeeded")
-	}
-	lines := strings.Split(err.Error(), "\n")
-	if len(lines) != len(want) {
-		t.Errorf("%d problems, want %d:\n%s", len(lines), len(want), err)
-	}
-	for _, w := range want {
-		found := false
-		for _, l := range lines {
-			found = found || strings.HasPrefix(l, w)
-		}
-		if !found {
-			t.Errorf("no problem starting with %q in:\n%s", w, err)
-		}
-	}
+	wantProblems(t, err, want)
 }
 
 // Status has a row per RequestReply with its URL, as `kubectl get
