@@ -44,17 +44,12 @@ const (
 
 // binaryHeader writes the attributes of e to h as binary-mode headers,
 // and the header extra (a name and its value) if it is set; sources (which
-// may be nil) formats the source attribute. It reports
-// false, having written nothing, if e is not a CloudEvents 1.0 event whose
-// extension names the fast path knows how to write, and writes nothing
-// either if an extension cannot be formatted.
-func binaryHeader(h http.Header, e *event.Event, extra [2]string, sources *sourceCache) (bool, error) {
-	return binaryHeaderIn(h, e, extra, sources, nil)
-}
-
-// binaryHeaderIn is binaryHeader with the header values kept in buf's
-// backing array when they fit there (else in one of their own).
-func binaryHeaderIn(h http.Header, e *event.Event, extra [2]string, sources *sourceCache, buf []string) (bool, error) {
+// may be nil) formats the source attribute. The header values are kept in
+// buf's backing array when they fit there (buf may be nil), else in one of
+// their own. It reports false, having written nothing, if e is not a
+// CloudEvents 1.0 event whose extension names the fast path knows how to
+// write, and writes nothing either if an extension cannot be formatted.
+func binaryHeader(h http.Header, e *event.Event, extra [2]string, sources *sourceCache, buf []string) (bool, error) {
 	ec, ok := e.Context.(*event.EventContextV1)
 	if !ok || ec == nil {
 		return false, nil
@@ -122,13 +117,6 @@ func extensionHeader(name string) string {
 	return "Ce-" + name
 }
 
-// newBinaryRequest makes req the POST of e in binary mode, with "Prefer:
-// reply" if preferReply; it reports false, having changed nothing, if e is
-// not for the fast path.
-func newBinaryRequest(req *http.Request, e *event.Event, preferReply bool, sources *sourceCache) (bool, error) {
-	return new(outgoing).binary(req, e, preferReply, sources)
-}
-
 // outgoing is what one request of an [HTTPTarget] has of its own besides
 // the request and its header map, in one allocation: the URL, and in
 // binary mode the body's reader and the header values (unless there are
@@ -139,13 +127,15 @@ type outgoing struct {
 	vals [9]string // the most binaryHeader needs without extensions
 }
 
-// binary is newBinaryRequest with the parts of the request in out.
+// binary makes req the POST of e in binary mode, with "Prefer: reply" if
+// preferReply, keeping the parts of the request in out; it reports false,
+// having changed nothing, if e is not for the fast path.
 func (out *outgoing) binary(req *http.Request, e *event.Event, preferReply bool, sources *sourceCache) (bool, error) {
 	var extra [2]string
 	if preferReply {
 		extra = [2]string{"Prefer", "reply"}
 	}
-	ok, err := binaryHeaderIn(req.Header, e, extra, sources, out.vals[:0])
+	ok, err := binaryHeader(req.Header, e, extra, sources, out.vals[:0])
 	if !ok || err != nil {
 		return ok, err
 	}
@@ -175,7 +165,7 @@ func writeBinaryResponseWith(w http.ResponseWriter, e *event.Event, status int, 
 	if len(data) > 0 {
 		extra = [2]string{"Content-Length", strconv.Itoa(len(data))}
 	}
-	ok, err := binaryHeader(h, e, extra, sources)
+	ok, err := binaryHeader(h, e, extra, sources, nil)
 	if !ok || err != nil {
 		return ok, err
 	}

@@ -72,8 +72,8 @@ func TestBinaryRequestIsTheSDKs(t *testing.T) {
 				t.Fatal(err)
 			}
 			got, _ := http.NewRequest(http.MethodPost, "http://x", nil)
-			if ok, err := newBinaryRequest(got, &e, false, nil); !ok || err != nil {
-				t.Fatalf("newBinaryRequest = %v, %v", ok, err)
+			if ok, err := new(outgoing).binary(got, &e, false, nil); !ok || err != nil {
+				t.Fatalf("binary = %v, %v", ok, err)
 			}
 			if !reflect.DeepEqual(got.Header, want.Header) {
 				t.Errorf("headers\n got %v\nwant %v", got.Header, want.Header)
@@ -83,8 +83,8 @@ func TestBinaryRequestIsTheSDKs(t *testing.T) {
 			want.Header.Set("Prefer", "reply")
 			for range 2 {
 				prefer, _ := http.NewRequest(http.MethodPost, "http://x", nil)
-				if ok, err := newBinaryRequest(prefer, &e, true, &sources); !ok || err != nil {
-					t.Fatalf("newBinaryRequest with Prefer = %v, %v", ok, err)
+				if ok, err := new(outgoing).binary(prefer, &e, true, &sources); !ok || err != nil {
+					t.Fatalf("binary with Prefer = %v, %v", ok, err)
 				}
 				if !reflect.DeepEqual(prefer.Header, want.Header) {
 					t.Errorf("headers with Prefer\n got %v\nwant %v", prefer.Header, want.Header)
